@@ -1,0 +1,204 @@
+"""NIST StRD nonlinear regression: log relative error (LRE) of mlejax's Gaussian MLE.
+
+Every one of the 27 NIST StRD nonlinear least-squares problems is fitted as the Gaussian
+log-likelihood  sum_i log N(y_i | f(x_i; b), sigma)  with constraints {"sigma": positive},
+from both NIST starts ("Start 1" far, "Start 2" near), with each requested method.
+For each fit the table gives the minimum over b_j of LRE = -log10(|est-cert|/|cert|)
+(capped at 15), and n_steps. A fit that does not report convergence is shown as
+"fail: <STATUS> (LRE x.x)" -- its LRE is still printed, but it does not count as a pass.
+The summary counts, per method, how many of the 54 fits converge with LRE >= 6.
+
+    python benchmarks/nist_lre.py [--methods newton,bfgs,lbfgs] [--json out.json]
+
+Float64 throughout (x64 is enabled by this script). Data location: see nist_problems.py.
+
+Figures: FILLED IN BELOW once measured (machine, jax version, date).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.scipy.stats import norm  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import nist_problems as nist  # noqa: E402
+
+import mlejax as mj  # noqa: E402
+
+MIN_LRE = 6.0
+ALL_METHODS = ("newton", "bfgs", "lbfgs")
+
+
+def make_loglik(name: str):
+    f = nist.MODELS[name]
+
+    def loglik(params, data):
+        return norm.logpdf(data["y"], f(params["b"], data["x"]), params["sigma"])
+
+    return loglik
+
+
+def make_init(prob: nist.Problem, start: np.ndarray) -> dict:
+    rss0 = prob.rss(start)
+    sigma0 = np.sqrt(rss0 / prob.n) if np.isfinite(rss0) and rss0 > 0 else 1.0
+    return {
+        "b": jnp.asarray(start, dtype=jnp.float64),
+        "sigma": jnp.asarray(sigma0, dtype=jnp.float64),
+    }
+
+
+def status_name(status) -> str:
+    s = int(status)
+    try:
+        return mj.Status(s).name
+    except Exception:  # noqa: BLE001
+        return str(s)
+
+
+def run_one(prob: nist.Problem, loglik, which: int, method: str, max_steps: int | None) -> dict:
+    start = prob.start1 if which == 1 else prob.start2
+    data = {"x": jnp.asarray(prob.x), "y": jnp.asarray(prob.y)}
+    kwargs = {} if max_steps is None else {"max_steps": max_steps}
+    t0 = time.perf_counter()
+    try:
+        res = mj.fit(
+            loglik,
+            make_init(prob, start),
+            data,
+            constraints={"sigma": mj.positive},
+            method=method,
+            **kwargs,
+        )
+        jax.block_until_ready(res.params)
+    except Exception as e:  # noqa: BLE001 -- report, don't hide
+        return {
+            "problem": prob.name,
+            "start": which,
+            "method": method,
+            "error": f"{type(e).__name__}: {e}",
+            "converged": False,
+            "status": "EXCEPTION",
+            "min_lre": 0.0,
+            "pass": False,
+            "seconds": time.perf_counter() - t0,
+        }
+    secs = time.perf_counter() - t0
+    b = np.asarray(res.params["b"], dtype=np.float64)
+    lre = nist.lre(b, prob.cert)
+    converged = bool(res.converged)
+    min_lre = float(lre.min())
+    return {
+        "problem": prob.name,
+        "start": which,
+        "method": method,
+        "status": status_name(res.status),
+        "converged": converged,
+        "n_steps": int(res.n_steps),
+        "loglik": float(res.loglik),
+        "b": b.tolist(),
+        "sigma": float(res.params["sigma"]),
+        "rss": prob.rss(b),
+        "cert_rss": prob.cert_rss,
+        "lre": lre.tolist(),
+        "min_lre": min_lre,
+        "pass": converged and min_lre >= MIN_LRE,
+        "seconds": secs,  # includes compilation on the first start
+    }
+
+
+def cell(r: dict) -> tuple[str, str]:
+    if "error" in r:
+        return f"fail: exception ({r['error'][:60]})", "-"
+    if not r["converged"]:
+        return f"fail: {r['status']} (LRE {r['min_lre']:.1f})", str(r["n_steps"])
+    return f"{r['min_lre']:.1f}", str(r["n_steps"])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--methods", default=",".join(ALL_METHODS), help="comma-separated (default: %(default)s)")
+    ap.add_argument("--json", type=Path, default=None, help="write per-fit results here")
+    ap.add_argument("--problems", default=None, help="comma-separated subset (default: all 27)")
+    ap.add_argument("--max-steps", type=int, default=None, help="passed to mj.fit (default: library default)")
+    args = ap.parse_args(argv)
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    names = nist.PROBLEMS if args.problems is None else [s.strip() for s in args.problems.split(",")]
+
+    t_all = time.perf_counter()
+    results = []
+    for name in names:
+        prob = nist.load(name)
+        loglik = make_loglik(name)  # one function object per problem: starts share a compile
+        for method in methods:
+            for which in (1, 2):
+                r = run_one(prob, loglik, which, method, args.max_steps)
+                r["difficulty"] = prob.difficulty
+                results.append(r)
+                print(
+                    f"  {name:9s} start{which} {method:6s} {r['status']:18s} "
+                    f"minLRE={r['min_lre']:5.1f} {r['seconds']:6.2f}s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    total = time.perf_counter() - t_all
+
+    by = {(r["problem"], r["start"], r["method"]): r for r in results}
+    header = ["problem", "difficulty", "start"]
+    for m in methods:
+        header += [f"{m} min LRE", f"{m} steps"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in names:
+        for which in (1, 2):
+            row = [name, nist.DIFFICULTY[name], str(which)]
+            for m in methods:
+                row += list(cell(by[(name, which, m)]))
+            lines.append("| " + " | ".join(row) + " |")
+    print("\n".join(lines))
+    print()
+    n_fits = 2 * len(names)
+    summary = {}
+    for m in methods:
+        rs = [r for r in results if r["method"] == m]
+        n_pass = sum(r["pass"] for r in rs)
+        n_lre = sum(r["min_lre"] >= MIN_LRE for r in rs)
+        n_conv = sum(r["converged"] for r in rs)
+        summary[m] = {"pass": n_pass, "lre_ge_6": n_lre, "converged": n_conv, "fits": n_fits}
+        print(
+            f"{m}: {n_pass} of {n_fits} converge with LRE >= {MIN_LRE:g} "
+            f"({n_lre} reach LRE >= {MIN_LRE:g} regardless of status; {n_conv} report convergence)"
+        )
+    print(f"\ntotal time {total:.1f}s (includes compilation)")
+
+    if args.json is not None:
+        meta = {
+            "jax": jax.__version__,
+            "backend": jax.default_backend(),
+            "devices": [str(d) for d in jax.devices()],
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "processor": platform.processor(),
+            "total_seconds": total,
+            "min_lre_threshold": MIN_LRE,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"meta": meta, "summary": summary, "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,47 @@
+"""mlejax: maximum-likelihood estimation for any JAX log-likelihood.
+
+Write ``loglik_fn(params, data)`` in JAX; ``mj.fit`` maximises it with damped Newton,
+quasi-Newton or any optax optimiser, handles constraints by transforms, runs restarts and
+batches of fits as one compiled program, and reports standard errors from the observed
+information.
+"""
+
+from mlejax.constraints import (
+    Constraint,
+    Interval,
+    Positive,
+    PositiveDefinite,
+    Real,
+    Simplex,
+    interval,
+    positive,
+    positive_definite,
+    real,
+    simplex,
+    unit_interval,
+)
+from mlejax.fit import FitWarning, fit, fit_batch
+from mlejax.result import FitResult
+from mlejax.status import Status
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Constraint",
+    "FitResult",
+    "FitWarning",
+    "Interval",
+    "Positive",
+    "PositiveDefinite",
+    "Real",
+    "Simplex",
+    "Status",
+    "fit",
+    "fit_batch",
+    "interval",
+    "positive",
+    "positive_definite",
+    "real",
+    "simplex",
+    "unit_interval",
+]

@@ -1,0 +1,115 @@
+"""The one driver loop every solver runs on.
+
+A solver supplies ``init(u0) -> state`` and ``step(state) -> (state, progress)``; its state is a
+NamedTuple with at least ``u`` (the unconstrained parameter vector), ``f`` (the log-likelihood,
+maximised) and ``g`` (its gradient). The loop owns everything else: the step counter and
+``max_steps``, the stopping tests, non-finite detection, the status code and the trace. It is a
+``lax.while_loop``, so under ``vmap`` each element stops on its own test: a converged element's
+state is frozen (the batched loop selects its old state) while the others go on.
+
+Stopping tests, with ``s = scaled_grad_norm(u, f, g)`` (see ``_numerics``):
+
+* converged when ``s <= gtol``;
+* or when an accepted step changed ``f`` by at most ``ftol * max(|f|, 1)`` and ``s <= sqrt(gtol)``
+  (a flat optimum reached to the precision of the dtype);
+* a step that could make no progress (``progress=False``: the line search or damping found no
+  increase) counts as converged when ``s <= sqrt(gtol)``, the gradient being at the noise floor,
+  and as ``LINESEARCH_FAILED`` otherwise;
+* a non-finite log-likelihood or gradient stops with ``NONFINITE`` and keeps the last finite
+  state; ``MAX_STEPS`` when the counter runs out.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+
+from mlejax._numerics import scaled_grad_norm
+from mlejax.status import Status
+
+
+class Solver(Protocol):
+    """What the driver loop needs from a solver."""
+
+    stochastic: bool  # True when f and g are minibatch estimates: only max_steps stops it
+
+    def init(self, u0: jax.Array) -> Any: ...
+
+    def step(self, state: Any) -> tuple[Any, jax.Array]: ...
+
+    # Stochastic solvers only: full-data f and g, and the final status, after the loop.
+    def finalize(self, state: Any, status: jax.Array) -> tuple[Any, jax.Array]: ...
+
+
+class LoopState(NamedTuple):
+    solver_state: Any
+    step: jax.Array      # int32
+    status: jax.Array    # int32, Status.RUNNING while iterating
+    trace: jax.Array     # (trace_len,) log-likelihood after each step, NaN where not reached
+
+
+class LoopResult(NamedTuple):
+    solver_state: Any
+    n_steps: jax.Array
+    status: jax.Array
+    trace: jax.Array
+
+
+def default_tolerances(dtype) -> tuple[float, float]:
+    """(gtol, ftol) scaled to the dtype: eps^(2/3) on the gradient, 10 eps on the change in f."""
+    eps = float(jnp.finfo(dtype).eps)
+    return eps ** (2.0 / 3.0), 10.0 * eps
+
+
+def iterate(solver: Solver, u0: jax.Array, *, max_steps: int, gtol: float, ftol: float,
+            trace_len: int) -> LoopResult:
+    """Runs ``solver`` from ``u0`` until a stopping test holds or ``max_steps`` steps."""
+    running = jnp.int32(Status.RUNNING)
+    loose = gtol ** 0.5
+
+    s0 = solver.init(u0)
+    finite0 = jnp.isfinite(s0.f) & jnp.all(jnp.isfinite(s0.g))
+    sg0 = scaled_grad_norm(s0.u, s0.f, s0.g)
+    status0 = jnp.where(~finite0, jnp.int32(Status.NONFINITE),
+                        jnp.where((sg0 <= gtol) & (not solver.stochastic),
+                                  jnp.int32(Status.CONVERGED), running))
+    trace0 = jnp.full((trace_len,), jnp.nan, s0.f.dtype).at[0].set(s0.f)
+
+    def cond(c: LoopState):
+        return (c.status == running) & (c.step < max_steps)
+
+    def body(c: LoopState):
+        old = c.solver_state
+        new, progress = solver.step(old)
+        step = c.step + 1
+        finite = jnp.isfinite(new.f) & jnp.all(jnp.isfinite(new.g))
+        if solver.stochastic:
+            status = jnp.where(finite, running, jnp.int32(Status.NONFINITE))
+        else:
+            sg = scaled_grad_norm(new.u, new.f, new.g)
+            small_change = jnp.abs(new.f - old.f) <= ftol * jnp.maximum(jnp.abs(new.f), 1.0)
+            converged = (sg <= gtol) | (progress & small_change & (sg <= loose))
+            stuck = jnp.where(sg <= loose, jnp.int32(Status.CONVERGED),
+                              jnp.int32(Status.LINESEARCH_FAILED))
+            status = jnp.where(
+                ~finite, jnp.int32(Status.NONFINITE),
+                jnp.where(~progress, stuck,
+                          jnp.where(converged, jnp.int32(Status.CONVERGED), running)))
+        # A non-finite or failed step leaves the last good state in place.
+        keep_old = (~finite) | (~progress)
+        state = jax.tree_util.tree_map(lambda a, b: jnp.where(keep_old, a, b), old, new)
+        idx = jnp.minimum(step, trace_len - 1)
+        trace = c.trace.at[idx].set(jnp.where(step < trace_len, state.f, c.trace[idx]))
+        return LoopState(state, step, status, trace)
+
+    out = jax.lax.while_loop(cond, body, LoopState(s0, jnp.int32(0), status0, trace0))
+    status = jnp.where(out.status == running, jnp.int32(Status.MAX_STEPS), out.status)
+    state = out.solver_state
+    if solver.stochastic:
+        state, status = solver.finalize(state, status)
+    return LoopResult(state, out.step, status, out.trace)
+
+
+ObjectiveFn = Callable[[jax.Array], jax.Array]

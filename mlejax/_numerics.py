@@ -1,0 +1,51 @@
+"""Numerically safe helpers shared by the solvers and the result assembly."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def finfo(dtype) -> jnp.finfo:
+    return jnp.finfo(dtype)
+
+
+def nan_to_neginf(x: jax.Array) -> jax.Array:
+    """Maps NaN to -inf so that a NaN trial point is rejected by ``>`` tests, never accepted."""
+    return jnp.where(jnp.isnan(x), -jnp.inf, x)
+
+
+def all_finite(tree) -> jax.Array:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def scaled_grad_norm(u: jax.Array, f: jax.Array, g: jax.Array) -> jax.Array:
+    """max_i |g_i| max(|u_i|, 1) / max(|f|, 1): relative change of f per relative change of u.
+
+    Invariant to the size of the log-likelihood (the number of observations) and to the scale
+    of parameters larger than one, so one tolerance serves every problem.
+    """
+    num = jnp.max(jnp.abs(g) * jnp.maximum(jnp.abs(u), 1.0), initial=0.0)
+    return num / jnp.maximum(jnp.abs(f), 1.0)
+
+
+def sym(a: jax.Array) -> jax.Array:
+    return 0.5 * (a + a.T)
+
+
+def safe_inverse_pd(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Inverse of a symmetric matrix that should be positive definite, and whether it is.
+
+    Uses the eigendecomposition so a singular or indefinite matrix is detected (smallest
+    eigenvalue not clearly positive relative to the largest) and answered with NaN, never
+    a crash or a silently huge number.
+    """
+    p = a.shape[-1]
+    if p == 0:
+        return a, jnp.array(True)
+    w, v = jnp.linalg.eigh(sym(a))
+    eps = jnp.finfo(a.dtype).eps
+    ok = jnp.all(jnp.isfinite(w)) & (w[0] > 100.0 * p * eps * jnp.maximum(w[-1], 0.0)) & (w[0] > 0)
+    inv = (v / w) @ v.T
+    return jnp.where(ok, inv, jnp.nan), ok

@@ -1,0 +1,185 @@
+"""Every check made before tracing, each with a message that names the argument and the fix.
+
+Structure (shapes, dtypes, tree structure) is checked with ``jax.eval_shape``, which traces
+but never compiles; values (NaN in data, initial values inside their constraints) are checked
+on the host with numpy. Values that are tracers (``fit`` called inside the user's ``jit`` or
+``vmap``) cannot be inspected and are skipped: there the status codes report problems.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mlejax.constraints import Constraint, is_constraint, real
+from mlejax.solvers import METHODS
+
+
+def is_concrete(tree) -> bool:
+    return not any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(tree))
+
+
+def leaf_names(tree) -> list[str]:
+    """``jax.tree_util.keystr`` names of the leaves, e.g. ``"['sigma']"`` shown as ``sigma``."""
+    paths, _ = jax.tree_util.tree_flatten_with_path(tree)
+    names = []
+    for path, _ in paths:
+        s = jax.tree_util.keystr(path)
+        if s.startswith("['") and s.endswith("']") and s.count("'") == 2:
+            s = s[2:-2]
+        names.append(s or "init")
+    return names
+
+
+def check_method(method: str, *, optimizer, batch_size, restarts, key) -> None:
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is not known; choose one of {METHODS}.")
+    if optimizer is not None and method != "gradient":
+        raise ValueError(f"optimizer= is used only by method='gradient'; got method={method!r}. "
+                         "Pass method='gradient' to ascend with an optax optimiser.")
+    if batch_size is not None:
+        if method != "gradient":
+            raise ValueError("batch_size= (minibatch ascent) needs method='gradient'; "
+                             f"got method={method!r}.")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
+        if key is None:
+            raise ValueError("batch_size= draws random minibatches: pass key=jax.random.key(0).")
+    if restarts is not None:
+        if int(restarts) < 1:
+            raise ValueError(f"restarts must be a positive integer; got {restarts}.")
+        if key is None:
+            raise ValueError("restarts= draws random starting values: pass key=jax.random.key(0).")
+
+
+def broadcast_constraints(constraints: Any, init: Any) -> list[Constraint]:
+    """One constraint per leaf of ``init``; ``constraints`` is a pytree prefix of ``init``.
+
+    Dicts may name only the constrained keys (the others are ``real``); a key that is not in
+    ``init`` is an error rather than silently ignored.
+    """
+    if constraints is None:
+        return [real] * len(jax.tree_util.tree_leaves(init))
+    full = _fill(constraints, init, "constraints")
+    leaves = jax.tree_util.tree_leaves(full, is_leaf=is_constraint)
+    return leaves
+
+
+def _fill(cons, sub, where):
+    if is_constraint(cons):
+        return jax.tree_util.tree_map(lambda _: cons, sub)
+    if isinstance(cons, dict):
+        if not isinstance(sub, dict):
+            raise ValueError(f"{where} is a dict but the matching part of init is "
+                             f"{type(sub).__name__}; constraints must be a pytree prefix of init.")
+        extra = sorted(set(cons) - set(sub), key=str)
+        if extra:
+            raise ValueError(f"{where} names {extra}, which are not in init (init has "
+                             f"{sorted(sub, key=str)}); fix the key names.")
+        return {k: _fill(cons.get(k, real), v, f"{where}[{k!r}]") for k, v in sub.items()}
+    if isinstance(cons, (list, tuple)):
+        if not isinstance(sub, (list, tuple)) or len(sub) != len(cons):
+            raise ValueError(f"{where} is a sequence of {len(cons)} but init does not match it; "
+                             "constraints must be a pytree prefix of init.")
+        return type(sub)(_fill(c, s, f"{where}[{i}]") for i, (c, s) in enumerate(zip(cons, sub)))
+    if cons is None:
+        return jax.tree_util.tree_map(lambda _: real, sub)
+    raise ValueError(f"{where} must hold constraints such as mj.positive, mj.interval(lo, hi), "
+                     f"mj.simplex; got {cons!r}.")
+
+
+def as_float_leaves(init: Any, names: list[str]) -> tuple[list[jax.Array], Any]:
+    """The leaves of ``init`` as floating arrays of one dtype, and the dtype."""
+    leaves, _ = jax.tree_util.tree_flatten(init)
+    if not leaves:
+        raise ValueError("init has no parameters; pass a pytree of initial values, e.g. "
+                         "{'mu': 0.0, 'sigma': 1.0}.")
+    for name, x in zip(names, leaves):
+        dt = jnp.result_type(x)
+        if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.integer)
+                or jnp.issubdtype(dt, jnp.bool_)):
+            raise ValueError(f"init[{name}] must be a real number or array; got dtype {dt}.")
+    dtype = jnp.result_type(*leaves)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.result_type(float)
+    return [jnp.asarray(x, dtype) for x in leaves], dtype
+
+
+def check_init_values(leaves, constraints, names) -> None:
+    for name, x, c in zip(names, leaves, constraints):
+        if not is_concrete(x):
+            continue
+        a = np.asarray(x)
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"init[{name}] is not finite ({a}); give finite starting values.")
+        why = c.check(a)
+        if why is not None:
+            raise ValueError(f"init[{name}] {why}; got {a}. Give a starting value inside the "
+                             "constraint.")
+
+
+def check_data_finite(data: Any, what: str = "data") -> None:
+    paths, _ = jax.tree_util.tree_flatten_with_path(data)
+    for path, x in paths:
+        if isinstance(x, jax.core.Tracer):
+            continue
+        a = np.asarray(x)
+        if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+            bad = int(np.sum(~np.isfinite(a)))
+            raise ValueError(f"{what}{jax.tree_util.keystr(path)} contains {bad} NaN or infinite "
+                             "value(s); remove or impute them (or give them weight 0 and a "
+                             "finite placeholder value).")
+
+
+def check_loglik_output(loglik_fn: Callable, params: Any, data: Any, weights) -> bool:
+    """Checks what ``loglik_fn`` returns (without compiling); True if per observation."""
+    try:
+        out = jax.eval_shape(loglik_fn, params, data)
+    except (TypeError, ValueError, IndexError) as err:
+        raise ValueError(f"loglik_fn(params, data) failed on init and data: {err}") from err
+    if not isinstance(out, jax.ShapeDtypeStruct):
+        raise ValueError(f"loglik_fn must return one array (a scalar total or a vector of "
+                         f"per-observation terms); got {type(out).__name__}: {out}.")
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise ValueError(f"loglik_fn must return floating values; got dtype {out.dtype}. "
+                         "Compute the log-likelihood in floating point.")
+    if out.ndim > 1:
+        raise ValueError(f"loglik_fn must return a scalar or a 1-D vector of per-observation "
+                         f"log-likelihoods; got shape {out.shape}. Sum over the other axes.")
+    per_obs = out.ndim == 1
+    if weights is not None:
+        if not per_obs:
+            raise ValueError("weights= needs loglik_fn to return per-observation values (a 1-D "
+                             "vector); it returns a scalar total.")
+        if tuple(np.shape(weights)) != out.shape:
+            raise ValueError(f"weights has shape {np.shape(weights)} but loglik_fn returns "
+                             f"{out.shape[0]} per-observation values; give one weight each.")
+        if is_concrete(weights):
+            w = np.asarray(weights)
+            if not np.all(np.isfinite(w)) or np.any(w < 0):
+                raise ValueError("weights must be finite and non-negative.")
+    return per_obs
+
+
+def batch_size_of(data: Any, weights, what: str = "data") -> int:
+    """The common leading size K of every leaf of a batch (and of weights)."""
+    paths, _ = jax.tree_util.tree_flatten_with_path(data)
+    sizes = {}
+    for path, x in paths:
+        shape = np.shape(x)
+        if len(shape) == 0:
+            raise ValueError(f"fit_batch: {what}{jax.tree_util.keystr(path)} is a scalar; every "
+                             "data leaf needs the leading batch axis K.")
+        sizes[jax.tree_util.keystr(path) or "data"] = shape[0]
+    if weights is not None:
+        sizes["weights"] = np.shape(weights)[0] if np.ndim(weights) else None
+    if not sizes:
+        raise ValueError("fit_batch needs data with a leading batch axis.")
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"fit_batch: every data leaf must have the same leading size K; got "
+                         f"{sizes}. Stack the datasets along axis 0 (pad ragged ones and give "
+                         "the padding weight 0).")
+    return next(iter(sizes.values()))

@@ -1,0 +1,204 @@
+"""The result of a fit: a pytree of arrays, with a status per fit and a readable summary.
+
+A batched fit (``fit_batch``) gives the same structure with a leading ``K`` axis on every
+array; restarts keep every start's result in ``restarts`` (leading ``R`` axis).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mlejax.status import Status, message
+
+__all__ = ["FitResult"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    """What a fit found, and how much to trust it.
+
+    Attributes:
+      params: the estimate on the natural scale, with the structure of ``init``.
+      loglik: the maximised log-likelihood (summed, with weights).
+      status: an ``int32`` :class:`~mlejax.Status` code; ``converged`` is ``status == 0``.
+      n_steps: solver steps taken.
+      trace: log-likelihood after each step (index 0 is the start), NaN past the last step.
+      cov: inverse observed information, ``(p, p)`` over the flattened natural parameters in
+        ``param_names`` order; NaN where the Hessian is singular or not negative definite.
+      stderr: square roots of the diagonal of ``cov``, with the structure of ``params``.
+      grad_norm: the scaled gradient norm at the estimate (see ``_numerics.scaled_grad_norm``).
+      nobs: observations with non-zero weight (``-1`` when the log-likelihood returns a total).
+      restarts: every start's result (leading axis R) when ``restarts=`` was given, else None.
+      n_best: how many starts reached the best log-likelihood (None without restarts).
+      param_names: names of the flattened parameters, e.g. ``("beta[0]", "beta[1]", "sigma")``.
+      df_model: number of free parameters (unconstrained coordinates).
+      method: the solver used.
+    """
+
+    params: Any
+    loglik: jax.Array
+    status: jax.Array
+    n_steps: jax.Array
+    trace: jax.Array
+    cov: jax.Array
+    stderr: Any
+    grad_norm: jax.Array
+    nobs: jax.Array
+    restarts: "FitResult | None" = None
+    n_best: jax.Array | None = None
+    param_names: tuple[str, ...] = ()
+    df_model: int = 0
+    method: str = ""
+
+    # --- derived quantities -------------------------------------------------------------
+    @property
+    def converged(self) -> jax.Array:
+        """True where the fit converged (``status == Status.CONVERGED``)."""
+        return self.status == Status.CONVERGED
+
+    @property
+    def message(self) -> str | list[str]:
+        """The status message (a list of them for a batch)."""
+        codes = np.asarray(self.status)
+        if codes.ndim == 0:
+            return message(int(codes))
+        return [message(int(c)) for c in codes.ravel()]
+
+    @property
+    def aic(self) -> jax.Array:
+        """Akaike's information criterion, ``2 k - 2 loglik``."""
+        return 2.0 * self.df_model - 2.0 * self.loglik
+
+    @property
+    def bic(self) -> jax.Array:
+        """Schwarz's criterion, ``k log(nobs) - 2 loglik`` (NaN when nobs is unknown)."""
+        n = jnp.where(self.nobs > 0, self.nobs, jnp.nan)
+        return self.df_model * jnp.log(n) - 2.0 * self.loglik
+
+    @property
+    def is_batch(self) -> bool:
+        return np.ndim(self.loglik) > 0
+
+    def flat_params(self) -> np.ndarray:
+        """The estimate flattened in ``param_names`` order (leading batch axis kept)."""
+        lead = np.shape(self.loglik)
+        leaves = [np.asarray(x).reshape(lead + (-1,))
+                  for x in jax.tree_util.tree_leaves(self.params)]
+        return np.concatenate(leaves, axis=-1)
+
+    def flat_stderr(self) -> np.ndarray:
+        lead = np.shape(self.loglik)
+        leaves = [np.asarray(x).reshape(lead + (-1,))
+                  for x in jax.tree_util.tree_leaves(self.stderr)]
+        return np.concatenate(leaves, axis=-1)
+
+    # --- the summary --------------------------------------------------------------------
+    def summary(self, level: float = 0.95) -> str:
+        """A text report: the coefficient table (or, for a batch, rates and quantiles)."""
+        if self.is_batch:
+            return _batch_summary(self)
+        return _single_summary(self, level)
+
+    def __repr__(self) -> str:
+        if self.is_batch:
+            rate = float(np.mean(np.asarray(self.converged)))
+            return (f"FitResult(batch of {np.size(self.loglik)}, method={self.method!r}, "
+                    f"converged={rate:.1%})")
+        return (f"FitResult(method={self.method!r}, loglik={float(self.loglik):.6g}, "
+                f"status={Status(int(self.status)).name}, n_steps={int(self.n_steps)})")
+
+
+_DATA_FIELDS = ["params", "loglik", "status", "n_steps", "trace", "cov", "stderr", "grad_norm",
+                "nobs", "restarts", "n_best"]
+_META_FIELDS = ["param_names", "df_model", "method"]
+jax.tree_util.register_dataclass(FitResult, data_fields=_DATA_FIELDS, meta_fields=_META_FIELDS)
+
+
+def _normal_quantile(level: float) -> float:
+    # Inverse of the standard normal cdf by bisection on erfc: no scipy at runtime.
+    target = (1.0 - level) / 2.0
+    lo, hi = 0.0, 40.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if 0.5 * math.erfc(mid / math.sqrt(2.0)) > target:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def _fmt(x: float, width: int = 11) -> str:
+    if not np.isfinite(x):
+        return f"{'nan':>{width}}"
+    return f"{x:>{width}.4g}"
+
+
+def _single_summary(res: FitResult, level: float) -> str:
+    est = res.flat_params()
+    se = res.flat_stderr()
+    q = _normal_quantile(level)
+    name_w = max([len(n) for n in res.param_names] + [9])
+    lines = []
+    code = int(res.status)
+    head = f"mlejax fit: method={res.method}, status={Status(code).name}"
+    lines.append(head)
+    lines.append("=" * max(len(head), name_w + 72))
+    nobs = int(res.nobs)
+    lines.append(f"log-likelihood: {float(res.loglik):.10g}    steps: {int(res.n_steps)}    "
+                 f"nobs: {nobs if nobs >= 0 else 'n/a'}    params: {res.df_model}")
+    lines.append(f"AIC: {float(res.aic):.6g}    BIC: {float(res.bic):.6g}    "
+                 f"scaled |grad|: {float(res.grad_norm):.2e}")
+    if res.n_best is not None:
+        r = int(np.shape(res.restarts.loglik)[0])
+        conv = int(np.sum(np.asarray(res.restarts.converged)))
+        lines.append(f"restarts: {r}, converged: {conv}, reached the best: {int(res.n_best)}")
+    lines.append(f"status: {message(code)}")
+    lines.append("-" * max(len(head), name_w + 72))
+    pct = f"{level:.0%}"
+    lines.append(f"{'parameter':<{name_w}} {'estimate':>11} {'std err':>11} {'z':>9} "
+                 f"{'P>|z|':>9} {'[' + pct + ' lo':>11} {pct + ' hi]':>11}")
+    for name, b, s in zip(res.param_names, est, se):
+        z = b / s if s > 0 else float("nan")
+        p = math.erfc(abs(z) / math.sqrt(2.0)) if np.isfinite(z) else float("nan")
+        lines.append(f"{name:<{name_w}} {_fmt(b)} {_fmt(s)} {_fmt(z, 9)} {_fmt(p, 9)} "
+                     f"{_fmt(b - q * s)} {_fmt(b + q * s)}")
+    if not np.all(np.isfinite(se)):
+        lines.append("note: NaN standard errors: the observed information is singular or not "
+                     "positive definite at the estimate.")
+    if code != Status.CONVERGED:
+        lines.append("WARNING: this fit did NOT converge; the estimates above are not a "
+                     "verified maximum.")
+    return "\n".join(lines)
+
+
+def _batch_summary(res: FitResult) -> str:
+    codes = np.asarray(res.status).ravel()
+    k = codes.size
+    head = f"mlejax batch of {k} fits: method={res.method}"
+    lines = [head, "=" * 72]
+    lines.append(f"converged: {np.mean(codes == Status.CONVERGED):.1%} "
+                 f"({int(np.sum(codes == Status.CONVERGED))}/{k})")
+    for s in Status:
+        n = int(np.sum(codes == s))
+        if n and s != Status.RUNNING:
+            lines.append(f"  {s.name:<18} {n:>8}  {message(s)}")
+    ll = np.asarray(res.loglik).ravel()
+    steps = np.asarray(res.n_steps).ravel()
+    lines.append(f"log-likelihood: median {np.nanmedian(ll):.6g}, range "
+                 f"[{np.nanmin(ll):.6g}, {np.nanmax(ll):.6g}]; steps: median "
+                 f"{np.median(steps):.0f}, max {steps.max()}")
+    lines.append("-" * 72)
+    est = res.flat_params().reshape(k, -1)
+    name_w = max([len(n) for n in res.param_names] + [9])
+    lines.append(f"{'parameter':<{name_w}} {'q05':>11} {'q25':>11} {'median':>11} {'q75':>11} "
+                 f"{'q95':>11}")
+    for j, name in enumerate(res.param_names):
+        qs = np.nanquantile(est[:, j], [0.05, 0.25, 0.5, 0.75, 0.95]) if k else [np.nan] * 5
+        lines.append(f"{name:<{name_w}} " + " ".join(_fmt(v) for v in qs))
+    return "\n".join(lines)

@@ -1,0 +1,40 @@
+"""Status codes of a fit, one per fit (and per element of a batch), with their messages."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["Status", "message"]
+
+
+class Status(enum.IntEnum):
+    """Why a fit stopped. Only ``CONVERGED`` means the estimate can be trusted as a maximum."""
+
+    CONVERGED = 0
+    MAX_STEPS = 1
+    NONFINITE = 2
+    LINESEARCH_FAILED = 3
+    SINGULAR_HESSIAN = 4
+    # Internal: the loop is still iterating. Never present in a finished result.
+    RUNNING = -1
+
+
+_MESSAGES = {
+    Status.CONVERGED: "converged: the gradient is zero to the tolerance",
+    Status.MAX_STEPS: "not converged: max_steps reached before the stopping tests were met; "
+                      "raise max_steps, try another method or better starting values",
+    Status.NONFINITE: "not converged: the log-likelihood or its gradient became non-finite "
+                      "(NaN or inf); check the data, the starting values and the constraints",
+    Status.LINESEARCH_FAILED: "not converged: no step along the search direction increased the "
+                              "log-likelihood while the gradient is not zero; the problem may be "
+                              "badly scaled or the log-likelihood not smooth",
+    Status.SINGULAR_HESSIAN: "stopped at a point where the Hessian is singular or not negative "
+                             "definite: not a strict maximum (a ridge, saddle or non-identified "
+                             "parameters); standard errors are NaN",
+    Status.RUNNING: "running",
+}
+
+
+def message(code: int) -> str:
+    """The human-readable message of a status code."""
+    return _MESSAGES[Status(int(code))]

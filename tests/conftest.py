@@ -1,0 +1,47 @@
+"""Shared test configuration.
+
+The tests run in float64: x64 is switched on here, for the test session only.
+The library itself never touches ``jax_enable_x64`` (tests/test_errors.py checks
+that importing mlejax in a fresh interpreter leaves it off); float32 behaviour is
+tested with explicit float32 arrays.
+"""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def assert_rel(actual, expected, rtol, what=""):
+    """Element-wise relative comparison with a readable failure message."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=0.0, err_msg=what)
+
+
+def flat_index(params):
+    """Position of every natural-scale scalar in the flattened parameter vector.
+
+    Returns a pytree shaped like ``params`` whose leaves hold integer indices into
+    ``jax.flatten_util.ravel_pytree(params)[0]`` (the documented flattening order of
+    ``FitResult.cov``: the leaves of the params pytree, each raveled row-major).
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    out, offset = [], 0
+    for leaf in leaves:
+        size = int(np.size(leaf))
+        out.append(np.arange(offset, offset + size).reshape(np.shape(leaf)))
+        offset += size
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20240611)
+
+
+# Re-export for test modules (conftest helpers are importable as ``conftest``).
+__all__ = ["assert_rel", "flat_index", "jnp"]

@@ -1,0 +1,182 @@
+"""fit_batch against a Python loop of fit, isolation of bad fits, and random restarts.
+
+References: a loop of independent ``mj.fit`` calls (fit_batch must be the same
+computation, batched), and for the restarts a scipy.optimize multi-start run on the
+same mixture likelihood written in numpy/scipy.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.optimize as so
+from scipy.special import expit
+from scipy.stats import norm
+
+import mlejax as mj
+from conftest import assert_rel
+
+RTOL = 1e-10
+KB, NB = 5, 30
+MAX_STEPS = 60
+
+_rng = np.random.default_rng(2024)
+X_BATCH = _rng.normal(loc=np.linspace(-2, 2, KB)[:, None], scale=np.linspace(0.5, 3, KB)[:, None],
+                      size=(KB, NB))
+X_BAD = X_BATCH.copy()
+X_BAD[2] = 1.25  # all identical: sigma -> 0, the log-likelihood is unbounded above
+CONS = {"sigma": mj.positive}
+
+
+def normal_ll(params, x):
+    z = (x - params["mu"]) / params["sigma"]
+    return -0.5 * z**2 - jnp.log(params["sigma"]) - 0.5 * jnp.log(2 * jnp.pi)
+
+
+INIT = {"mu": jnp.asarray(0.0), "sigma": jnp.asarray(1.0)}
+
+
+def _compare(rb, k, rk, what):
+    """Element k of a batched result against a single-fit result."""
+    for name in ("mu", "sigma"):
+        assert_rel(rb.params[name][k], rk.params[name], RTOL, f"{what}[{k}] {name}")
+        assert_rel(rb.stderr[name][k], rk.stderr[name], RTOL, f"{what}[{k}] stderr {name}")
+    assert_rel(rb.loglik[k], rk.loglik, RTOL, f"{what}[{k}] loglik")
+    np.testing.assert_allclose(np.asarray(rb.cov[k]), np.asarray(rk.cov), rtol=RTOL,
+                               atol=RTOL * float(np.max(np.abs(rk.cov))), err_msg=f"{what}[{k}] cov")
+    assert int(rb.status[k]) == int(rk.status), f"{what}[{k}] status"
+    assert int(rb.n_steps[k]) == int(rk.n_steps), f"{what}[{k}] n_steps"
+
+
+@pytest.mark.parametrize("method", ["newton", "bfgs"])
+def test_fit_batch_equals_loop(method):
+    rb = mj.fit_batch(normal_ll, INIT, jnp.asarray(X_BATCH), constraints=CONS, method=method,
+                      max_steps=MAX_STEPS)
+    assert np.shape(rb.loglik) == (KB,)
+    assert np.shape(rb.params["mu"]) == (KB,)
+    assert np.shape(rb.cov) == (KB, 2, 2)
+    for k in range(KB):
+        rk = mj.fit(normal_ll, INIT, jnp.asarray(X_BATCH[k]), constraints=CONS, method=method,
+                    max_steps=MAX_STEPS)
+        assert bool(rk.converged), rk.message
+        # closed form as a sanity anchor for the loop itself
+        assert_rel(rk.params["mu"], X_BATCH[k].mean(), 1e-7, "loop mu")
+        _compare(rb, k, rk, "fit_batch")
+
+
+def test_fit_batch_per_dataset_init():
+    inits = {"mu": jnp.asarray(np.linspace(-1.0, 1.0, KB)),
+             "sigma": jnp.asarray(np.linspace(0.5, 2.0, KB))}
+    rb = mj.fit_batch(normal_ll, inits, jnp.asarray(X_BATCH), constraints=CONS,
+                      init_batched=True, max_steps=MAX_STEPS)
+    for k in range(KB):
+        init_k = {"mu": inits["mu"][k], "sigma": inits["sigma"][k]}
+        rk = mj.fit(normal_ll, init_k, jnp.asarray(X_BATCH[k]), constraints=CONS,
+                    max_steps=MAX_STEPS)
+        _compare(rb, k, rk, "fit_batch(init_batched)")
+
+
+def test_bad_dataset_does_not_poison_others():
+    rb = mj.fit_batch(normal_ll, INIT, jnp.asarray(X_BAD), constraints=CONS, max_steps=MAX_STEPS)
+    for k in range(KB):
+        if k == 2:
+            continue
+        rk = mj.fit(normal_ll, INIT, jnp.asarray(X_BAD[k]), constraints=CONS, max_steps=MAX_STEPS)
+        assert bool(rk.converged), rk.message
+        assert int(rb.status[k]) == int(mj.Status.CONVERGED)
+        _compare(rb, k, rk, "fit_batch with a bad member")
+
+
+def test_bad_dataset_is_not_reported_converged():
+    # sigma -> 0 on identical observations: the supremum is +inf, there is no maximum.
+    rb = mj.fit_batch(normal_ll, INIT, jnp.asarray(X_BAD), constraints=CONS, max_steps=MAX_STEPS)
+    assert int(rb.status[2]) != int(mj.Status.CONVERGED), (
+        f"degenerate fit reported converged: sigma={float(rb.params['sigma'][2])}, "
+        f"loglik={float(rb.loglik[2])}")
+
+
+# ---- restarts on a two-component normal mixture ------------------------------------
+
+_mrng = np.random.default_rng(5)
+X_MIX = np.concatenate([_mrng.normal(-2.0, 0.6, 80), _mrng.normal(2.0, 1.0, 120)])
+MIX_CONS = {"w": mj.unit_interval, "s1": mj.positive, "s2": mj.positive}
+BAD_START = {"w": 0.5, "mu1": 3.0, "mu2": 3.0, "s1": 2.0, "s2": 2.0}
+
+
+def mixture_ll(params, x):
+    def lnorm(m, s):
+        return -0.5 * ((x - m) / s) ** 2 - jnp.log(s) - 0.5 * jnp.log(2 * jnp.pi)
+
+    a = jnp.log(params["w"]) + lnorm(params["mu1"], params["s1"])
+    b = jnp.log1p(-params["w"]) + lnorm(params["mu2"], params["s2"])
+    return jnp.logaddexp(a, b)
+
+
+def _scipy_multistart(x):
+    """Independent reference: BFGS from a grid of starts on the unconstrained scale."""
+
+    def nll(u):
+        w = expit(u[0])
+        a = np.log(w) + norm.logpdf(x, u[1], np.exp(u[3]))
+        b = np.log1p(-w) + norm.logpdf(x, u[2], np.exp(u[4]))
+        return -np.sum(np.logaddexp(a, b))
+
+    best = None
+    for m1 in (-3.0, 0.0, 3.0):
+        for m2 in (-3.0, 0.0, 3.0):
+            for ls in (np.log(0.5), np.log(2.0)):
+                r = so.minimize(nll, [0.0, m1, m2, ls, ls], method="BFGS",
+                                options={"gtol": 1e-9})
+                if best is None or r.fun < best.fun:
+                    best = r
+    u = best.x
+    return -best.fun, {"w": expit(u[0]), "mu1": u[1], "mu2": u[2],
+                       "s1": np.exp(u[3]), "s2": np.exp(u[4])}
+
+
+@pytest.fixture(scope="module")
+def mixture_reference():
+    return _scipy_multistart(X_MIX)
+
+
+def _init(d):
+    return {k: jnp.asarray(v, dtype=jnp.float64) for k, v in d.items()}
+
+
+def _sorted_components(p):
+    """Undo label switching: order the two components by their means."""
+    p = {k: float(v) for k, v in p.items()}
+    if p["mu1"] > p["mu2"]:
+        p = {"w": 1 - p["w"], "mu1": p["mu2"], "mu2": p["mu1"], "s1": p["s2"], "s2": p["s1"]}
+    return p
+
+
+def test_mixture_bad_start_ends_lower(mixture_reference):
+    ref_ll, _ = mixture_reference
+    res = mj.fit(mixture_ll, _init(BAD_START), jnp.asarray(X_MIX), constraints=MIX_CONS)
+    # Identical components stay identical: the single-normal fit, far below the maximum.
+    single = float(np.sum(norm.logpdf(X_MIX, X_MIX.mean(), X_MIX.std())))
+    assert float(res.loglik) < ref_ll - 10.0
+    assert_rel(res.loglik, single, 1e-8, "bad start ends at the single-normal log-likelihood")
+
+
+def test_mixture_restarts_find_global_maximum(mixture_reference):
+    ref_ll, ref_p = mixture_reference
+    res = mj.fit(mixture_ll, _init(BAD_START), jnp.asarray(X_MIX), constraints=MIX_CONS,
+                 restarts=32, key=jax.random.key(0))
+    assert res.restarts is not None
+    assert np.shape(res.restarts.loglik) == (32,)
+    for leaf in jax.tree_util.tree_leaves(res.restarts.params):
+        assert np.shape(leaf)[0] == 32
+    assert int(res.n_best) >= 1
+    assert bool(res.converged), res.message
+    assert_rel(res.loglik, ref_ll, 1e-9, "best restart loglik vs scipy multi-start")
+    got = _sorted_components(res.params)
+    want = _sorted_components(ref_p)
+    for k in want:
+        assert_rel(got[k], want[k], 1e-6, f"mixture param {k}")
+    # The reported best is the maximum over the restarts that converged.
+    ok = np.asarray(res.restarts.status) == int(mj.Status.CONVERGED)
+    assert ok.any()
+    assert_rel(res.loglik, np.max(np.asarray(res.restarts.loglik)[ok]), 1e-12, "best = max")
+    assert 1 <= int(res.n_best) <= int(ok.sum())

@@ -1,0 +1,98 @@
+"""NIST StRD nonlinear regression: the Gaussian MLE of b must match the certified values.
+
+For y = f(x; b) + e with e ~ N(0, sigma^2), the MLE of b is the least-squares solution
+that NIST certifies, and the MLE of sigma^2 is RSS/n. Every one of the 27 problems is
+fitted with method="newton" from both NIST starts; each b_j must reach a log relative
+error LRE = -log10(|est - cert| / |cert|) >= 6 and the fit must report convergence.
+
+Data: ``$MLEJAX_NIST_DIR`` or ``<repo>/../shared/data/nist-strd`` (see
+benchmarks/nist_problems.py).
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from jax.scipy.stats import norm  # noqa: E402
+
+import mlejax as mj  # noqa: E402
+
+_BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+if str(_BENCH) not in sys.path:
+    sys.path.insert(0, str(_BENCH))
+
+import nist_problems as nist  # noqa: E402
+
+MIN_LRE = 6.0
+
+if not nist.data_dir().is_dir():
+    pytest.skip(f"NIST StRD data not found at {nist.data_dir()}", allow_module_level=True)
+
+
+@lru_cache(maxsize=None)
+def _loglik(name: str):
+    """One log-likelihood function object per problem, so both starts share a compile."""
+    f = nist.MODELS[name]
+
+    def loglik(params, data):
+        return norm.logpdf(data["y"], f(params["b"], data["x"]), params["sigma"])
+
+    return loglik
+
+
+def _init(prob: nist.Problem, start: np.ndarray) -> dict:
+    rss0 = prob.rss(start)
+    sigma0 = np.sqrt(rss0 / prob.n) if np.isfinite(rss0) and rss0 > 0 else 1.0
+    return {
+        "b": jnp.asarray(start, dtype=jnp.float64),
+        "sigma": jnp.asarray(sigma0, dtype=jnp.float64),
+    }
+
+
+def _fit(prob: nist.Problem, which: int):
+    start = prob.start1 if which == 1 else prob.start2
+    data = {"x": jnp.asarray(prob.x), "y": jnp.asarray(prob.y)}
+    return mj.fit(
+        _loglik(prob.name),
+        _init(prob, start),
+        data,
+        constraints={"sigma": mj.positive},
+        method="newton",
+    )
+
+
+@pytest.mark.parametrize("start", [1, 2], ids=["start1", "start2"])
+@pytest.mark.parametrize("name", nist.PROBLEMS)
+def test_nist_newton(name, start):
+    prob = nist.load(name)
+    res = _fit(prob, start)
+
+    b = np.asarray(res.params["b"], dtype=np.float64)
+    sigma = float(res.params["sigma"])
+    lre = nist.lre(b, prob.cert)
+    detail = (
+        f"{name} start{start}: status={int(res.status)} ({res.message}) "
+        f"n_steps={int(res.n_steps)} loglik={float(res.loglik):.10g}\n"
+        f"  b     = {np.array2string(b, precision=10)}\n"
+        f"  cert  = {np.array2string(prob.cert, precision=10)}\n"
+        f"  LRE   = {np.array2string(lre, precision=2)}\n"
+        f"  RSS   = {prob.rss(b):.10e} (certified {prob.cert_rss:.10e}), sigma = {sigma:.6e}"
+    )
+    assert res.params["b"].dtype == jnp.float64, detail
+    assert bool(res.converged), detail
+    assert np.all(lre >= MIN_LRE), detail
+
+    # The MLE of sigma^2 is RSS(b_hat)/n (profile score in sigma is zero).
+    rss_hat = prob.rss(b)
+    np.testing.assert_allclose(sigma**2, rss_hat / prob.n, rtol=1e-6, err_msg=detail)
+    if name != "Lanczos1":  # certified RSS ~1.4e-25 is below double-precision rounding
+        np.testing.assert_allclose(rss_hat, prob.cert_rss, rtol=1e-6, err_msg=detail)
