@@ -306,7 +306,8 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
     if method == "gradient":
         # First-order ascent with a fixed learning rate cannot reach eps^(2/3); sqrt(eps)
         # on the scaled gradient is what it attains on well-conditioned problems.
-        eps_g = float(jnp.finfo(dtype).eps) ** 0.5
+        # The same for the relative change of f per step.
+        eps_g = eps_f = float(jnp.finfo(dtype).eps) ** 0.5
     steps = int(max_steps if max_steps is not None else _DEFAULT_MAX_STEPS[method])
     cfg = _Config(
         loglik_fn=loglik_fn, problem=problem, per_obs=per_obs, has_weights=weights is not None,
@@ -377,7 +378,8 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
       max_steps: the step limit (default 100 newton, 500 bfgs, 1000 lbfgs, 2000 gradient).
       gtol: tolerance on the scaled gradient (default ``eps ** (2/3)`` of the dtype;
         ``eps ** (1/2)`` for ``method="gradient"``).
-      ftol: tolerance on the relative change of the log-likelihood (default ``10 eps``).
+      ftol: tolerance on the relative change of the log-likelihood (default ``10 eps``;
+        ``eps ** (1/2)`` for ``method="gradient"``).
       restarts: run R starts as one vmapped program and keep the best (needs ``key``).
       key: a ``jax.random.key`` for restarts and minibatches.
       restart_scale: standard deviation, in unconstrained coordinates, of the starts drawn
