@@ -15,6 +15,8 @@ Stopping tests, with ``s = scaled_grad_norm(u, f, g)`` (see ``_numerics``):
 * a step that could make no progress (``progress=False``: the line search or damping found no
   increase) counts as converged when ``s <= sqrt(gtol)``, the gradient being at the noise floor,
   and as ``LINESEARCH_FAILED`` otherwise;
+* a gradient-free solver (EM) converges when a step changes ``f`` by at most
+  ``ftol * max(|f|, 1)``, or can make no progress;
 * a non-finite log-likelihood or gradient stops with ``NONFINITE`` and keeps the last finite
   state; ``MAX_STEPS`` when the counter runs out.
 """
@@ -34,6 +36,7 @@ class Solver(Protocol):
     """What the driver loop needs from a solver."""
 
     stochastic: bool  # True when f and g are minibatch estimates: only max_steps stops it
+    gradient_free: bool  # True when g is not maintained (EM): stop on the change in f only
 
     def init(self, u0: jax.Array) -> Any: ...
 
@@ -73,7 +76,8 @@ def iterate(solver: Solver, u0: jax.Array, *, max_steps: int, gtol: float, ftol:
     finite0 = jnp.isfinite(s0.f) & jnp.all(jnp.isfinite(s0.g))
     sg0 = scaled_grad_norm(s0.u, s0.f, s0.g)
     status0 = jnp.where(~finite0, jnp.int32(Status.NONFINITE),
-                        jnp.where((sg0 <= gtol) & (not solver.stochastic),
+                        jnp.where((sg0 <= gtol) & (not solver.stochastic)
+                                  & (not solver.gradient_free),
                                   jnp.int32(Status.CONVERGED), running))
     trace0 = jnp.full((trace_len,), jnp.nan, s0.f.dtype).at[0].set(s0.f)
 
@@ -87,6 +91,11 @@ def iterate(solver: Solver, u0: jax.Array, *, max_steps: int, gtol: float, ftol:
         finite = jnp.isfinite(new.f) & jnp.all(jnp.isfinite(new.g))
         if solver.stochastic:
             status = jnp.where(finite, running, jnp.int32(Status.NONFINITE))
+        elif solver.gradient_free:
+            small_change = jnp.abs(new.f - old.f) <= ftol * jnp.maximum(jnp.abs(new.f), 1.0)
+            status = jnp.where(~finite, jnp.int32(Status.NONFINITE),
+                               jnp.where(small_change | ~progress, jnp.int32(Status.CONVERGED),
+                                         running))
         else:
             sg = scaled_grad_norm(new.u, new.f, new.g)
             small_change = jnp.abs(new.f - old.f) <= ftol * jnp.maximum(jnp.abs(new.f), 1.0)

@@ -32,7 +32,7 @@ from mlejax import _validate as V
 from mlejax._loop import default_tolerances, iterate
 from mlejax._numerics import safe_inverse_pd, scaled_grad_norm
 from mlejax.constraints import Constraint
-from mlejax.result import FitResult
+from mlejax.result import FitContext, FitResult
 from mlejax.solvers import MinibatchGradient, Newton, bfgs, gradient, lbfgs
 from mlejax.status import Status
 
@@ -404,6 +404,7 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         restarts=restarts, key=key, restart_scale=restart_scale, trace_len=trace_len,
         batched=False, init_batched=False)
     res = _kernel(cfg)(start, data, weights, key)
+    res = dataclasses.replace(res, context=FitContext(cfg, data, weights))
     if warn and V.is_concrete(res.status):
         _warn(res)
     return res
@@ -437,6 +438,7 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
         restarts=restarts, key=key, restart_scale=restart_scale, trace_len=trace_len,
         batched=True, init_batched=init_batched)
     res = _kernel(cfg)(start, data, weights, key)
+    res = dataclasses.replace(res, context=FitContext(cfg, data, weights))
     if warn and V.is_concrete(res.status):
         _warn(res)
     return res

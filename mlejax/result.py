@@ -16,7 +16,7 @@ import numpy as np
 
 from mlejax.status import Status, message
 
-__all__ = ["FitResult"]
+__all__ = ["FitContext", "FitResult"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +39,8 @@ class FitResult:
       param_names: names of the flattened parameters, e.g. ``("beta[0]", "beta[1]", "sigma")``.
       df_model: number of free parameters (unconstrained coordinates).
       method: the solver used.
+      context: what produced the fit (the log-likelihood, the data, the static settings), so
+        that inference can refit (profiles, bootstrap); static, not a pytree leaf.
     """
 
     params: Any
@@ -55,6 +57,7 @@ class FitResult:
     param_names: tuple[str, ...] = ()
     df_model: int = 0
     method: str = ""
+    context: "FitContext | None" = dataclasses.field(default=None, repr=False, compare=False)
 
     # --- derived quantities -------------------------------------------------------------
     @property
@@ -116,7 +119,26 @@ class FitResult:
 
 _DATA_FIELDS = ["params", "loglik", "status", "n_steps", "trace", "cov", "stderr", "grad_norm",
                 "nobs", "restarts", "n_best"]
-_META_FIELDS = ["param_names", "df_model", "method"]
+_META_FIELDS = ["param_names", "df_model", "method", "context"]
+
+
+class FitContext:
+    """The static inputs of a fit kept with its result: ``config`` (the static settings,
+    including ``loglik_fn`` and the constraint ``problem``), ``data`` and ``weights``.
+
+    Compared and hashed by identity, so a result stays a valid pytree (its treedef never
+    compares array contents).
+    """
+
+    __slots__ = ("config", "data", "weights")
+
+    def __init__(self, config, data, weights):
+        self.config = config
+        self.data = data
+        self.weights = weights
+
+    def __repr__(self) -> str:
+        return f"FitContext(method={self.config.method!r})"
 jax.tree_util.register_dataclass(FitResult, data_fields=_DATA_FIELDS, meta_fields=_META_FIELDS)
 
 

@@ -42,6 +42,7 @@ class MinibatchGradient:
     """Stochastic gradient ascent: ``batch_fn(u, key)`` estimates the full log-likelihood."""
 
     stochastic = True
+    gradient_free = False
 
     def __init__(self, fn: Callable, batch_fn: Callable, key: jax.Array, scale, optimizer=None,
                  gtol: float = 1e-6):

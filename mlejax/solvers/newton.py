@@ -44,6 +44,7 @@ class Newton:
     """Damped Newton-Raphson ascent on an unconstrained objective ``fn(u) -> scalar``."""
 
     stochastic = False
+    gradient_free = False
 
     def __init__(self, fn: Callable[[jax.Array], jax.Array]):
         self.fn = fn

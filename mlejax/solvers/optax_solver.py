@@ -28,6 +28,7 @@ class OptaxSolver:
     """Wraps an ``optax.GradientTransformation(ExtraArgs)`` for the driver loop."""
 
     stochastic = False
+    gradient_free = False
 
     def __init__(self, fn: Callable[[jax.Array], jax.Array], optimizer, *, scale=1.0,
                  linesearch: bool = False):
