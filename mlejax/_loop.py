@@ -66,12 +66,9 @@ def default_tolerances(dtype) -> tuple[float, float]:
     return eps ** (2.0 / 3.0), 10.0 * eps
 
 
-def iterate(solver: Solver, u0: jax.Array, *, max_steps: int, gtol: float, ftol: float,
-            trace_len: int) -> LoopResult:
-    """Runs ``solver`` from ``u0`` until a stopping test holds or ``max_steps`` steps."""
+def start(solver: Solver, u0: jax.Array, *, gtol: float, trace_len: int) -> LoopState:
+    """The loop's state before the first step: the solver initialised at ``u0``."""
     running = jnp.int32(Status.RUNNING)
-    loose = gtol ** 0.5
-
     s0 = solver.init(u0)
     finite0 = jnp.isfinite(s0.f) & jnp.all(jnp.isfinite(s0.g))
     sg0 = scaled_grad_norm(s0.u, s0.f, s0.g)
@@ -80,25 +77,38 @@ def iterate(solver: Solver, u0: jax.Array, *, max_steps: int, gtol: float, ftol:
                                   & (not solver.gradient_free),
                                   jnp.int32(Status.CONVERGED), running))
     trace0 = jnp.full((trace_len,), jnp.nan, s0.f.dtype).at[0].set(s0.f)
+    return LoopState(s0, jnp.int32(0), status0, trace0)
+
+
+def advance(solver: Solver, state: LoopState, *, max_steps: int, gtol: float, ftol: float,
+            until: jax.Array | int | None = None) -> LoopState:
+    """Steps while running, up to ``max_steps`` in all (and to step ``until`` when given).
+
+    Stopping at ``until`` leaves the status ``RUNNING``, so a fit can be resumed later in
+    another batch (straggler re-packing) with results identical to an uninterrupted run.
+    """
+    running = jnp.int32(Status.RUNNING)
+    loose = gtol ** 0.5
+    trace_len = state.trace.shape[0]
+    limit = max_steps if until is None else jnp.minimum(max_steps, until)
 
     def cond(c: LoopState):
-        return (c.status == running) & (c.step < max_steps)
+        return (c.status == running) & (c.step < limit)
 
     def body(c: LoopState):
         old = c.solver_state
         new, progress = solver.step(old)
         step = c.step + 1
         finite = jnp.isfinite(new.f) & jnp.all(jnp.isfinite(new.g))
+        small_change = jnp.abs(new.f - old.f) <= ftol * jnp.maximum(jnp.abs(new.f), 1.0)
         if solver.stochastic:
             status = jnp.where(finite, running, jnp.int32(Status.NONFINITE))
         elif solver.gradient_free:
-            small_change = jnp.abs(new.f - old.f) <= ftol * jnp.maximum(jnp.abs(new.f), 1.0)
             status = jnp.where(~finite, jnp.int32(Status.NONFINITE),
                                jnp.where(small_change | ~progress, jnp.int32(Status.CONVERGED),
                                          running))
         else:
             sg = scaled_grad_norm(new.u, new.f, new.g)
-            small_change = jnp.abs(new.f - old.f) <= ftol * jnp.maximum(jnp.abs(new.f), 1.0)
             converged = (sg <= gtol) | (progress & small_change & (sg <= loose))
             stuck = jnp.where(sg <= loose, jnp.int32(Status.CONVERGED),
                               jnp.int32(Status.LINESEARCH_FAILED))
@@ -108,17 +118,29 @@ def iterate(solver: Solver, u0: jax.Array, *, max_steps: int, gtol: float, ftol:
                           jnp.where(converged, jnp.int32(Status.CONVERGED), running)))
         # A non-finite or failed step leaves the last good state in place.
         keep_old = (~finite) | (~progress)
-        state = jax.tree_util.tree_map(lambda a, b: jnp.where(keep_old, a, b), old, new)
+        solver_state = jax.tree_util.tree_map(lambda a, b: jnp.where(keep_old, a, b), old, new)
         idx = jnp.minimum(step, trace_len - 1)
-        trace = c.trace.at[idx].set(jnp.where(step < trace_len, state.f, c.trace[idx]))
-        return LoopState(state, step, status, trace)
+        trace = c.trace.at[idx].set(jnp.where(step < trace_len, solver_state.f, c.trace[idx]))
+        return LoopState(solver_state, step, status, trace)
 
-    out = jax.lax.while_loop(cond, body, LoopState(s0, jnp.int32(0), status0, trace0))
-    status = jnp.where(out.status == running, jnp.int32(Status.MAX_STEPS), out.status)
-    state = out.solver_state
+    return jax.lax.while_loop(cond, body, state)
+
+
+def finish(solver: Solver, state: LoopState) -> LoopResult:
+    """Turns a stopped loop into a result: a fit still running has hit ``max_steps``."""
+    status = jnp.where(state.status == Status.RUNNING, jnp.int32(Status.MAX_STEPS), state.status)
+    solver_state = state.solver_state
     if solver.stochastic:
-        state, status = solver.finalize(state, status)
-    return LoopResult(state, out.step, status, out.trace)
+        solver_state, status = solver.finalize(solver_state, status)
+    return LoopResult(solver_state, state.step, status, state.trace)
+
+
+def iterate(solver: Solver, u0: jax.Array, *, max_steps: int, gtol: float, ftol: float,
+            trace_len: int) -> LoopResult:
+    """Runs ``solver`` from ``u0`` until a stopping test holds or ``max_steps`` steps."""
+    state = start(solver, u0, gtol=gtol, trace_len=trace_len)
+    state = advance(solver, state, max_steps=max_steps, gtol=gtol, ftol=ftol)
+    return finish(solver, state)
 
 
 ObjectiveFn = Callable[[jax.Array], jax.Array]

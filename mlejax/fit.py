@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +29,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from mlejax import _validate as V
-from mlejax._loop import default_tolerances, iterate
+from mlejax._loop import LoopResult, default_tolerances, iterate
 from mlejax._numerics import safe_inverse_pd, scaled_grad_norm
 from mlejax.constraints import Constraint
 from mlejax.result import FitContext, FitResult
@@ -155,13 +155,20 @@ def _minibatch_objective(cfg: _Config, data, weights, n: int):
     return fn
 
 
-def _solve_one(cfg: _Config, u0, data, weights, key) -> FitResult:
-    """One fit from one start: the solver on the driver loop, then the observed information."""
+class _Setup(NamedTuple):
+    solver: Any
+    fn: Callable[[jax.Array], jax.Array]
+    nobs: jax.Array
+
+
+def _setup(cfg: _Config, data, weights, key) -> _Setup:
+    """The solver for one dataset, its objective, and the number of observations."""
     problem = cfg.problem
     fn = _objective(cfg, data, weights)
     n_obs = None
     if cfg.per_obs:
-        n_obs = jax.eval_shape(cfg.loglik_fn, problem.to_natural(u0), data).shape[0]
+        u_any = jnp.zeros(problem.n_free, problem.dtype)
+        n_obs = jax.eval_shape(cfg.loglik_fn, problem.to_natural(u_any), data).shape[0]
     if cfg.has_weights:
         scale = jnp.maximum(jnp.sum(weights), 1.0)
         nobs = jnp.sum(weights > 0).astype(jnp.int32)
@@ -180,12 +187,15 @@ def _solve_one(cfg: _Config, u0, data, weights, key) -> FitResult:
     else:
         solver = MinibatchGradient(fn, _minibatch_objective(cfg, data, weights, n_obs), key,
                                    scale, cfg.optimizer, gtol=cfg.gtol)
+    return _Setup(solver, fn, nobs)
 
-    out = iterate(solver, u0, max_steps=cfg.max_steps, gtol=cfg.gtol, ftol=cfg.ftol,
-                  trace_len=cfg.trace_len)
+
+def _result(cfg: _Config, setup: _Setup, out: LoopResult) -> FitResult:
+    """The observed information at the optimum, on the natural scale, and the result."""
+    problem = cfg.problem
     state = out.solver_state
     u_hat = state.u
-    hess = state.hess if cfg.method == "newton" else jax.hessian(fn)(u_hat)
+    hess = state.hess if cfg.method == "newton" else jax.hessian(setup.fn)(u_hat)
     cov_u, pd = safe_inverse_pd(-hess)
     jac = jax.jacfwd(problem.natural_flat)(u_hat)
     cov = jac @ cov_u @ jac.T
@@ -194,10 +204,18 @@ def _solve_one(cfg: _Config, u0, data, weights, key) -> FitResult:
     stderr = problem.unravel_natural(jnp.sqrt(jnp.diagonal(cov)))
     return FitResult(
         params=problem.to_natural(u_hat), loglik=state.f, status=status, n_steps=out.n_steps,
-        trace=out.trace, cov=cov, stderr=stderr, grad_norm=scaled_grad_norm(u_hat, state.f,
-                                                                            state.g),
-        nobs=nobs, restarts=None, n_best=None, param_names=problem.param_names,
-        df_model=problem.n_free, method=cfg.method)
+        trace=out.trace, cov=cov, stderr=stderr,
+        grad_norm=scaled_grad_norm(u_hat, state.f, state.g), nobs=setup.nobs, restarts=None,
+        n_best=None, param_names=problem.param_names, df_model=problem.n_free,
+        method=cfg.method)
+
+
+def _solve_one(cfg: _Config, u0, data, weights, key) -> FitResult:
+    """One fit from one start: the solver on the driver loop, then the observed information."""
+    setup = _setup(cfg, data, weights, key)
+    out = iterate(setup.solver, u0, max_steps=cfg.max_steps, gtol=cfg.gtol, ftol=cfg.ftol,
+                  trace_len=cfg.trace_len)
+    return _result(cfg, setup, out)
 
 
 def _best_of(all_starts: FitResult) -> FitResult:
