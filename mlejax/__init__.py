@@ -20,19 +20,49 @@ from mlejax.constraints import (
     simplex,
     unit_interval,
 )
+from mlejax.batching import Ragged, ragged
 from mlejax.fit import FitWarning, fit, fit_batch
+from mlejax.inference import (
+    BootstrapResult,
+    ConfidenceIntervals,
+    DeltaResult,
+    EndpointStatus,
+    LRTResult,
+    ProfileCurve,
+    bootstrap,
+    confint,
+    delta,
+    lrt,
+    profile,
+    robust_cov,
+)
 from mlejax.result import FitResult
 from mlejax.status import Status
 
 __version__ = "0.1.0"
 
 __all__ = [
+    # inference
+    "BootstrapResult",
+    "ConfidenceIntervals",
+    "DeltaResult",
+    "EndpointStatus",
+    "LRTResult",
+    "ProfileCurve",
+    "bootstrap",
+    "confint",
+    "delta",
+    "lrt",
+    "profile",
+    "robust_cov",
+    # core
     "Constraint",
     "FitResult",
     "FitWarning",
     "Interval",
     "Positive",
     "PositiveDefinite",
+    "Ragged",
     "Real",
     "Simplex",
     "Status",
@@ -41,6 +71,7 @@ __all__ = [
     "interval",
     "positive",
     "positive_definite",
+    "ragged",
     "real",
     "simplex",
     "unit_interval",

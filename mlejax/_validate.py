@@ -121,7 +121,8 @@ def check_init_values(leaves, constraints, names) -> None:
                              "constraint.")
 
 
-def check_data_finite(data: Any, what: str = "data") -> None:
+def check_data_finite(data: Any, what: str = "data", *, batched: bool = False) -> None:
+    """NaN or inf in a data leaf is an error; for a batch, the message names the datasets."""
     paths, _ = jax.tree_util.tree_flatten_with_path(data)
     for path, x in paths:
         if isinstance(x, jax.core.Tracer):
@@ -129,9 +130,13 @@ def check_data_finite(data: Any, what: str = "data") -> None:
         a = np.asarray(x)
         if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
             bad = int(np.sum(~np.isfinite(a)))
+            where = ""
+            if batched and a.ndim >= 1:
+                rows = np.nonzero(~np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1))[0]
+                where = f" (datasets {rows[:20].tolist()}{' ...' if rows.size > 20 else ''})"
             raise ValueError(f"{what}{jax.tree_util.keystr(path)} contains {bad} NaN or infinite "
-                             "value(s); remove or impute them (or give them weight 0 and a "
-                             "finite placeholder value).")
+                             f"value(s){where}; remove or impute them (or give them weight 0 "
+                             "and a finite placeholder value).")
 
 
 def check_loglik_output(loglik_fn: Callable, params: Any, data: Any, weights) -> bool:

@@ -18,6 +18,7 @@ What happens to the data, top to bottom:
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import functools
 import warnings
@@ -231,38 +232,45 @@ def _best_of(all_starts: FitResult) -> FitResult:
     return dataclasses.replace(chosen, restarts=all_starts, n_best=n_best)
 
 
+def _starts(cfg: _Config, start, key):
+    """The R starting points (unconstrained, ``(R, p)``) and solver keys of one dataset."""
+    problem, r = cfg.problem, cfg.restarts
+    k_start, k_solve = jax.random.split(key)
+    if cfg.init_fn is not None:
+        def draw(k):
+            return problem.to_u(jax.tree_util.tree_leaves(cfg.init_fn(k)))
+        u0s = jax.vmap(draw)(jax.random.split(k_start, r))
+    else:
+        noise = jax.random.normal(k_start, (r, start.shape[0]), problem.dtype)
+        u0s = start[None, :] + cfg.restart_scale * noise
+        u0s = u0s.at[0].set(start)  # the user's own start is always one of them
+    return u0s, jax.random.split(k_solve, r)
+
+
+def batch_axes(cfg: _Config):
+    """``vmap`` axes of (start, data, weights, key) for a batch of datasets."""
+    return (0 if cfg.init_batched else None, 0, 0 if cfg.has_weights else None, 0)
+
+
 @functools.lru_cache(maxsize=256)
 def _kernel(cfg: _Config):
     """The compiled program for one static configuration (cached: no recompilation)."""
-    problem = cfg.problem
 
     def one_dataset(start, data, weights, key):
         if cfg.restarts is None:
             return _solve_one(cfg, start, data, weights, key)
-        r = cfg.restarts
-        k_start, k_solve = jax.random.split(key)
-        if cfg.init_fn is not None:
-            def draw(k):
-                nat = cfg.init_fn(k)
-                return problem.to_u(jax.tree_util.tree_leaves(nat))
-            u0s = jax.vmap(draw)(jax.random.split(k_start, r))
-        else:
-            noise = jax.random.normal(k_start, (r, start.shape[0]), problem.dtype)
-            u0s = start[None, :] + cfg.restart_scale * noise
-            u0s = u0s.at[0].set(start)  # the user's own start is always one of them
-        keys = jax.random.split(k_solve, r)
+        u0s, keys = _starts(cfg, start, key)
         all_starts = jax.vmap(lambda u0, k: _solve_one(cfg, u0, data, weights, k))(u0s, keys)
         return _best_of(all_starts)
 
     if not cfg.batched:
         return jax.jit(one_dataset)
-    in_axes = (0 if cfg.init_batched else None, 0, 0 if cfg.has_weights else None, 0)
-    return jax.jit(jax.vmap(one_dataset, in_axes=in_axes))
+    return jax.jit(jax.vmap(one_dataset, in_axes=batch_axes(cfg)))
 
 
 def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, batch_size,
              max_steps, gtol, ftol, restarts, key, restart_scale, trace_len, batched,
-             init_batched):
+             init_batched, check_finite=True):
     """All host-side checks; returns the static config and the arrays to feed the kernel."""
     if not callable(loglik_fn):
         raise ValueError("loglik_fn must be a function loglik_fn(params, data).")
@@ -291,7 +299,8 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
     if len(cons) != len(leaves):
         raise ValueError("constraints must be a pytree prefix of init.")
     V.check_init_values(leaves, cons, names)
-    V.check_data_finite(data)
+    if check_finite:
+        V.check_data_finite(data, batched=batched)
     if weights is not None:
         weights = jnp.asarray(weights, dtype)
         V.check_data_finite(weights, "weights")
@@ -347,8 +356,15 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
     if key is None:
         key = jax.random.key(0)
     if batched:
-        key = jax.random.split(key, k_batch)
+        key = dataset_keys(key, np.arange(k_batch))
     return cfg, start, data, weights, key
+
+
+def dataset_keys(key: jax.Array, index) -> jax.Array:
+    """The keys of the datasets numbered ``index``: ``fold_in(key, i)``, so a dataset's
+    random draws (restarts, minibatches) do not depend on how a batch is chunked."""
+    idx = jnp.asarray(index, dtype=jnp.uint32)
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, idx)
 
 
 def _warn(res: FitResult) -> None:
@@ -438,6 +454,8 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
               max_steps: int | None = None, gtol: float | None = None, ftol: float | None = None,
               restarts: int | None = None, key: jax.Array | None = None,
               restart_scale: float = 1.0, trace_len: int | None = None,
+              chunk_size: int | None = None, repack: int | None = None, devices: Any = None,
+              progress: bool = False, checkpoint: str | None = None,
               warn: bool = True) -> FitResult:
     """Fits K independent datasets in one compiled program.
 
@@ -447,6 +465,14 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
     ``init_batched=True`` (leading axis K on every leaf). Restarts combine with batches
     (R starts per dataset). Every array in the result gains the leading K axis.
 
+    Streaming and scale (see :mod:`mlejax.batching`): ``chunk_size`` streams the K datasets
+    through one compiled program of that many at a time (``data`` may be NumPy memmaps, or a
+    generator of batched chunks, or :func:`mlejax.ragged` datasets of different lengths);
+    ``repack=S`` re-packs the fits still running every ``S`` steps into a smaller batch;
+    ``devices`` shards the batch over devices; ``progress`` shows a bar per chunk;
+    ``checkpoint=DIR`` saves each finished chunk and resumes from them. Results then hold
+    NumPy arrays, assembled on the host.
+
     Example:
       >>> xs = jax.random.normal(jax.random.key(0), (100, 50))
       >>> batch = mj.fit_batch(loglik, {"mu": 0.0, "sigma": 1.0}, xs,
@@ -454,13 +480,30 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
       >>> batch.params["mu"].shape
       (100,)
     """
-    cfg, start, data, weights, key = _prepare(
-        loglik_fn, init, data, constraints=constraints, weights=weights, method=method,
-        optimizer=optimizer, batch_size=batch_size, max_steps=max_steps, gtol=gtol, ftol=ftol,
-        restarts=restarts, key=key, restart_scale=restart_scale, trace_len=trace_len,
-        batched=True, init_batched=init_batched)
-    res = _kernel(cfg)(start, data, weights, key)
-    res = dataclasses.replace(res, context=FitContext(cfg, data, weights))
+    options = dict(constraints=constraints, method=method, optimizer=optimizer,
+                   batch_size=batch_size, max_steps=max_steps, gtol=gtol, ftol=ftol,
+                   restarts=restarts, key=key, restart_scale=restart_scale,
+                   trace_len=trace_len)
+    from mlejax import batching
+
+    streaming = (chunk_size is not None or repack is not None or devices is not None
+                 or progress or checkpoint is not None
+                 or isinstance(data, (batching.Ragged, collections.abc.Iterator)))
+    if streaming:
+        def prepare(init_probe, data_probe, weights_probe):
+            return _prepare(loglik_fn, init_probe, data_probe, weights=weights_probe,
+                            batched=True, init_batched=init_batched, check_finite=False,
+                            **options)
+        res = batching.fit_many(loglik_fn, init, data, weights=weights,
+                                init_batched=init_batched, key=key, chunk_size=chunk_size,
+                                repack=repack, devices=devices, progress=progress,
+                                checkpoint=checkpoint, prepare=prepare)
+    else:
+        cfg, start, data, weights, keys = _prepare(
+            loglik_fn, init, data, weights=weights, batched=True, init_batched=init_batched,
+            **options)
+        res = _kernel(cfg)(start, data, weights, keys)
+        res = dataclasses.replace(res, context=FitContext(cfg, data, weights))
     if warn and V.is_concrete(res.status):
         _warn(res)
     return res

@@ -15,6 +15,7 @@ class Status(enum.IntEnum):
     NONFINITE = 2
     LINESEARCH_FAILED = 3
     SINGULAR_HESSIAN = 4
+    NOT_RUN = 5
     # Internal: the loop is still iterating. Never present in a finished result.
     RUNNING = -1
 
@@ -31,6 +32,8 @@ _MESSAGES = {
     Status.SINGULAR_HESSIAN: "stopped at a point where the Hessian is singular or not negative "
                              "definite: not a strict maximum (a ridge, saddle or non-identified "
                              "parameters); standard errors are NaN",
+    Status.NOT_RUN: "not fitted: the run was interrupted before this dataset was reached; "
+                    "run again with the same checkpoint= path to resume",
     Status.RUNNING: "running",
 }
 

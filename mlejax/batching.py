@@ -1,0 +1,537 @@
+"""Fitting very many datasets: streamed chunks, straggler re-packing, devices, ragged data.
+
+``fit_batch`` comes here when it is asked to stream (``chunk_size=``), re-pack stragglers
+(``repack=``), shard (``devices=``), show progress, checkpoint, or when the datasets are
+ragged (:func:`ragged`) or arrive as a generator of chunks.
+
+* **Chunks.** K datasets go through one compiled program of a fixed chunk shape (the last
+  chunk is padded with copies of its last dataset, whose results are dropped), so there is
+  one compilation however many chunks. The next chunk is sliced on the host (a NumPy memmap
+  is read one chunk at a time) and transferred while the current one computes: JAX dispatch
+  is asynchronous, and the host blocks on a chunk's result only after the next is in flight.
+  Results are assembled on the host.
+* **Stragglers.** With ``repack=S`` every fit runs ``S`` steps; the ones still running are
+  gathered into a smaller batch (sizes chunk/8, chunk/64, ...: few compilations) and resumed
+  from their exact loop state for ``S`` more, until none is left. Results are identical to
+  an uninterrupted run; the batch costs what its typical member costs.
+* **Devices.** ``devices=`` shards the batch axis over a 1-D mesh; each device fits its share.
+* **Ragged.** Datasets of different lengths are padded into a few length buckets (powers of
+  two) with weight 0 on the padding; results equal fitting each alone.
+* **Progress, checkpoints, interrupts.** A tqdm bar per chunk (never per step); with
+  ``checkpoint=DIR`` each finished chunk is saved and a rerun skips it; Ctrl-C returns what
+  was fitted, the rest marked ``Status.NOT_RUN``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import warnings
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mlejax import _loop
+from mlejax.fit import (FitResult, _best_of, _Config, _kernel, _result, _setup, _starts,
+                        batch_axes, dataset_keys)
+from mlejax.result import FitContext
+from mlejax.status import Status
+
+__all__ = ["Ragged", "ragged"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Ragged:
+    """Datasets of different lengths: a sequence of per-dataset pytrees whose leaves share
+    their leading (observation) axis, and optional per-dataset weight vectors."""
+
+    datasets: tuple
+    weights: tuple | None = None
+
+    def __len__(self) -> int:
+        return len(self.datasets)
+
+
+def ragged(datasets, weights=None) -> Ragged:
+    """Marks a list of per-dataset pytrees of different lengths for :func:`mlejax.fit_batch`.
+
+    Example:
+      >>> xs = [np.random.normal(size=n) for n in (30, 70, 45)]
+      >>> res = mj.fit_batch(loglik, {"mu": 0.0, "sigma": 1.0}, mj.ragged(xs),
+      ...                    constraints={"sigma": mj.positive})
+    """
+    datasets = tuple(datasets)
+    if not datasets:
+        raise ValueError("ragged() needs at least one dataset.")
+    if weights is not None:
+        weights = tuple(np.asarray(w) for w in weights)
+        if len(weights) != len(datasets):
+            raise ValueError(f"ragged(): {len(weights)} weight vectors for {len(datasets)} "
+                             "datasets; give one per dataset.")
+    return Ragged(datasets, weights)
+
+
+# --------------------------------------------------------------------------------------
+# Compiled pieces for re-packing (cached per static configuration).
+
+def _loop_start(cfg: _Config, u0, data, weights, key, until):
+    setup = _setup(cfg, data, weights, key)
+    state = _loop.start(setup.solver, u0, gtol=cfg.gtol, trace_len=cfg.trace_len)
+    return _loop.advance(setup.solver, state, max_steps=cfg.max_steps, gtol=cfg.gtol,
+                         ftol=cfg.ftol, until=until)
+
+
+def _loop_advance(cfg: _Config, state, data, weights, key, until):
+    setup = _setup(cfg, data, weights, key)
+    return _loop.advance(setup.solver, state, max_steps=cfg.max_steps, gtol=cfg.gtol,
+                         ftol=cfg.ftol, until=until)
+
+
+def _loop_result(cfg: _Config, state, data, weights, key):
+    setup = _setup(cfg, data, weights, key)
+    return _result(cfg, setup, _loop.finish(setup.solver, state))
+
+
+_CACHE: dict = {}
+
+
+def _compiled(kind: str, cfg: _Config):
+    """jit(vmap(...)) over elements (one dataset-and-start each), cached per configuration."""
+    if (kind, cfg) in _CACHE:
+        return _CACHE[kind, cfg]
+    w_axis = 0 if cfg.has_weights else None
+    if kind == "start":
+        def fn(start, data, weights, key, until):
+            if cfg.restarts is None:
+                return _loop_start(cfg, start, data, weights, key, until)
+            u0s, keys = _starts(cfg, start, key)
+            return jax.vmap(lambda u, k: _loop_start(cfg, u, data, weights, k, until))(u0s, keys)
+        out = jax.jit(jax.vmap(fn, in_axes=batch_axes(cfg) + (None,)))
+    elif kind == "advance":
+        out = jax.jit(jax.vmap(lambda s, d, w, k, until: _loop_advance(cfg, s, d, w, k, until),
+                               in_axes=(0, 0, w_axis, 0, 0)))
+    else:  # "result"
+        out = jax.jit(jax.vmap(lambda s, d, w, k: _loop_result(cfg, s, d, w, k),
+                               in_axes=(0, 0, w_axis, 0)))
+    _CACHE[kind, cfg] = out
+    return out
+
+
+@jax.jit
+def _take(tree, idx):
+    return jax.tree_util.tree_map(lambda x: jnp.take(x, idx, axis=0), tree)
+
+
+@jax.jit
+def _put(tree, idx, sub):
+    return jax.tree_util.tree_map(lambda x, y: x.at[idx].set(y), tree, sub)
+
+
+def _bucket(m: int, full: int, multiple: int) -> int:
+    """The smallest of full, full/8, full/64, ... (a multiple of ``multiple``) holding m."""
+    size = full
+    while size // 8 >= max(m, multiple) and (size // 8) % multiple == 0:
+        size //= 8
+    return size
+
+
+def _fit_repacked(cfg: _Config, start, data, weights, keys, segment: int,
+                  multiple: int) -> FitResult:
+    """One chunk with straggler re-packing; identical results to an uninterrupted run."""
+    r = cfg.restarts or 1
+    state = _compiled("start", cfg)(start, data, weights, keys, segment)
+    k = jax.tree_util.tree_leaves(data)[0].shape[0]
+    if r > 1:  # one element per (dataset, start)
+        state = jax.tree_util.tree_map(lambda x: x.reshape((k * r,) + x.shape[2:]), state)
+    elem_keys = jax.random.split(keys[0], k * r)  # unused by resumed solvers: state has keys
+    data_index = np.repeat(np.arange(k), r)
+    total = k * r
+    while True:
+        status, step = jax.device_get((state.status, state.step))
+        todo = np.nonzero((status == Status.RUNNING) & (step < cfg.max_steps))[0]
+        if todo.size == 0:
+            break
+        size = _bucket(todo.size, total, multiple)
+        idx = np.concatenate([todo, np.full(size - todo.size, todo[0])])
+        sub = _take(state, idx)
+        d_idx = data_index[idx]
+        sub_data = _take(data, d_idx)
+        sub_w = None if weights is None else _take(weights, d_idx)
+        sub = _compiled("advance", cfg)(sub, sub_data, sub_w, _take(elem_keys, idx),
+                                        sub.step + segment)
+        state = _put(state, todo, _take(sub, np.arange(todo.size)))
+    d_all = data if r == 1 else _take(data, data_index)
+    w_all = weights if (weights is None or r == 1) else _take(weights, data_index)
+    res = _compiled("result", cfg)(state, d_all, w_all, elem_keys)
+    if r > 1:
+        res = jax.tree_util.tree_map(lambda x: x.reshape((k, r) + x.shape[1:]), res)
+        res = jax.vmap(_best_of)(res)
+    return res
+
+
+# --------------------------------------------------------------------------------------
+# Streaming.
+
+@dataclasses.dataclass
+class _Chunk:
+    index: np.ndarray    # (chunk_size,) dataset numbers; padding repeats the last one
+    count: int           # real datasets in the chunk (the rest is padding)
+    start: Any
+    data: Any
+    weights: Any
+
+
+def _pad_rows(x, size):
+    x = np.asarray(x)
+    if x.shape[0] == size:
+        return x
+    reps = np.repeat(x[-1:], size - x.shape[0], axis=0)
+    return np.concatenate([x, reps], axis=0)
+
+
+def _rows(tree, rows, size):
+    return jax.tree_util.tree_map(lambda x: _pad_rows(x[rows], size), tree)
+
+
+def _nan_datasets(chunk: _Chunk) -> list[int]:
+    bad = np.zeros(chunk.count, bool)
+    for x in jax.tree_util.tree_leaves(chunk.data):
+        x = np.asarray(x)[: chunk.count]
+        if x.dtype.kind in "fc":
+            bad |= ~np.all(np.isfinite(x.reshape(x.shape[0], -1)), axis=1)
+    return [int(i) for i in chunk.index[: chunk.count][bad]]
+
+
+class _Assembler:
+    """Host buffers for the results of K datasets, filled chunk by chunk (grown on demand
+    when K is not known in advance, as with a generator of chunks)."""
+
+    def __init__(self, k: int | None, template: FitResult):
+        leaves, self.treedef = jax.tree_util.tree_flatten(template)
+        self.specs = [(tuple(x.shape[1:]), np.dtype(x.dtype)) for x in leaves]
+        self.known = k is not None
+        self.leaves = [self._empty(k or 0, shape, dt) for shape, dt in self.specs]
+        self.filled = np.zeros(k or 0, bool)
+
+    @staticmethod
+    def _empty(k, shape, dt):
+        return np.full((k,) + shape, np.nan if dt.kind == "f" else 0, dt)
+
+    def _grow(self, n: int):
+        size = max(n, 2 * self.filled.size)
+        self.leaves = [np.concatenate([b, self._empty(size - b.shape[0], shape, dt)])
+                       for b, (shape, dt) in zip(self.leaves, self.specs)]
+        self.filled = np.concatenate([self.filled, np.zeros(size - self.filled.size, bool)])
+
+    def put(self, index: np.ndarray, leaves: list):
+        if index.size and index.max() >= self.filled.size:
+            self._grow(int(index.max()) + 1)
+        for buf, x in zip(self.leaves, leaves):
+            buf[index] = np.asarray(x)[: index.size]
+        self.filled[index] = True
+
+    def result(self) -> FitResult:
+        n = self.filled.size if self.known else (int(np.nonzero(self.filled)[0].max()) + 1
+                                                 if self.filled.any() else 0)
+        res = jax.tree_util.tree_unflatten(self.treedef, [b[:n] for b in self.leaves])
+        status = np.where(self.filled[:n], res.status, np.int32(Status.NOT_RUN))
+        return dataclasses.replace(res, status=status.astype(np.int32))
+
+
+class Streamer:
+    """Runs chunks of one static configuration through one compiled program."""
+
+    def __init__(self, cfg: _Config, key: jax.Array, *, chunk_size: int, repack: int | None,
+                 devices, progress: bool, checkpoint: str | None, n_total: int):
+        self.cfg, self.key, self.chunk_size, self.repack = cfg, key, chunk_size, repack
+        self.multiple = 1
+        self.sharding = None
+        if devices is not None:
+            devices = list(devices)
+            self.multiple = len(devices)
+            mesh = jax.sharding.Mesh(np.array(devices), ("batch",))
+            self.sharding = jax.sharding.NamedSharding(mesh,
+                                                       jax.sharding.PartitionSpec("batch"))
+        self.checkpoint = checkpoint
+        self.n_total = n_total
+        self.progress = progress
+        self.nan_seen: list[int] = []
+        self.out: _Assembler | None = None
+        self.bar = None
+        self.ckpt: _Checkpoint | None = None
+        self.chunk_no = 0
+        self.n_done = self.n_conv = 0
+        self.interrupted = False
+
+    def _to_device(self, tree):
+        if tree is None:
+            return None
+        return jax.device_put(tree, self.sharding) if self.sharding is not None else \
+            jax.device_put(tree)
+
+    def _args(self, ch: _Chunk):
+        keys = dataset_keys(self.key, ch.index)
+        start = self._to_device(ch.start) if self.cfg.init_batched else jnp.asarray(ch.start)
+        return (start, self._to_device(ch.data), self._to_device(ch.weights),
+                self._to_device(keys))
+
+    def _launch(self, ch: _Chunk):
+        args = self._args(ch)
+        if self.repack is None:
+            return _kernel(self.cfg)(*args)
+        return _fit_repacked(self.cfg, *args, segment=self.repack, multiple=self.multiple)
+
+    def _template(self, ch: _Chunk) -> FitResult:
+        """The result structure of a chunk, without compiling (``jax.eval_shape``)."""
+        def spec(tree):
+            return jax.tree_util.tree_map(
+                lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), tree)
+        start = spec(ch.start) if self.cfg.init_batched else jnp.asarray(ch.start)
+        return jax.eval_shape(_kernel(self.cfg), start, spec(ch.data), spec(ch.weights),
+                              dataset_keys(self.key, ch.index))
+
+    def run(self, chunks: Iterator[_Chunk]) -> None:
+        """Fits every chunk into the shared host buffers; stops early on Ctrl-C."""
+        chunks = iter(chunks)
+        first = next(chunks, None)
+        if first is None or self.interrupted:
+            return
+        if self.out is None:
+            from tqdm.auto import tqdm
+
+            self.out = _Assembler(self.n_total, self._template(first))
+            self.bar = tqdm(total=self.n_total, unit="fit", disable=not self.progress,
+                            dynamic_ncols=True)
+            if self.checkpoint:
+                self.ckpt = _Checkpoint(self.checkpoint, self.cfg, self.n_total,
+                                        self.chunk_size)
+        pending = None
+        try:
+            for ch in itertools.chain([first], chunks):
+                i = self.chunk_no
+                self.chunk_no += 1
+                if self.ckpt is not None and self.ckpt.has(i):
+                    self._collect(ch, self.ckpt.load(i))
+                    continue
+                self.nan_seen += _nan_datasets(ch)[: max(0, 20 - len(self.nan_seen))]
+                res = self._launch(ch)  # dispatched asynchronously
+                if pending is not None:
+                    self._finish(*pending)  # blocks on the previous chunk while this one runs
+                pending = (i, ch, res)
+            if pending is not None:
+                self._finish(*pending)
+        except KeyboardInterrupt:
+            self.interrupted = True
+
+    def _collect(self, ch: _Chunk, leaves: list) -> None:
+        self.out.put(ch.index[: ch.count], leaves)
+        status = np.asarray(jax.tree_util.tree_unflatten(self.out.treedef, leaves).status)
+        self.n_conv += int(np.sum(status[: ch.count] == Status.CONVERGED))
+        self.n_done += ch.count
+        self.bar.update(ch.count)
+        self.bar.set_postfix(converged=f"{self.n_conv / max(self.n_done, 1):.1%}")
+
+    def _finish(self, i: int, ch: _Chunk, res) -> None:
+        leaves = [np.asarray(x)[: ch.count]
+                  for x in jax.tree_util.tree_leaves(jax.device_get(res))]
+        if self.ckpt is not None:
+            self.ckpt.save(i, leaves)
+        self._collect(ch, leaves)
+
+    def result(self) -> FitResult:
+        if self.bar is not None:
+            self.bar.close()
+        if self.out is None:
+            raise ValueError("fit_batch received no datasets.")
+        return self.out.result()
+
+
+class _Checkpoint:
+    """One .npz file per finished chunk, and a meta.json naming the run."""
+
+    def __init__(self, path: str, cfg: _Config, n_total: int, chunk_size: int):
+        os.makedirs(path, exist_ok=True)
+        self.path = path
+        meta = {"n_total": n_total, "chunk_size": chunk_size,
+                "param_names": list(cfg.problem.param_names), "method": cfg.method,
+                "restarts": cfg.restarts}
+        meta_path = os.path.join(path, "meta.json")
+        if os.path.exists(meta_path):
+            with open(meta_path) as fh:
+                old = json.load(fh)
+            if old != meta:
+                raise ValueError(f"checkpoint={path!r} holds a different run ({old}); use a "
+                                 "new directory or delete it.")
+        else:
+            with open(meta_path, "w") as fh:
+                json.dump(meta, fh)
+
+    def _file(self, i: int) -> str:
+        return os.path.join(self.path, f"chunk_{i:07d}.npz")
+
+    def has(self, i: int) -> bool:
+        return os.path.exists(self._file(i))
+
+    def save(self, i: int, leaves: list) -> None:
+        tmp = self._file(i) + ".tmp.npz"
+        np.savez(tmp, *leaves)
+        os.replace(tmp, self._file(i))
+
+    def load(self, i: int) -> list:
+        with np.load(self._file(i)) as z:
+            return [z[f"arr_{j}"] for j in range(len(z.files))]
+
+
+def array_chunks(start, data, weights, k: int, chunk_size: int, init_batched: bool,
+                 ids: np.ndarray | None = None) -> Iterator[_Chunk]:
+    """Chunks of a batch of ``k`` datasets held in arrays (a NumPy memmap is read one chunk
+    at a time); ``ids`` numbers the datasets in the result (default ``0 .. k-1``)."""
+    ids = np.arange(k) if ids is None else np.asarray(ids)
+    for lo in range(0, k, chunk_size):
+        rows = np.arange(lo, min(lo + chunk_size, k))
+        count = rows.size
+        yield _Chunk(
+            index=_pad_rows(ids[rows], chunk_size), count=count,
+            start=_rows(start, rows, chunk_size) if init_batched else start,
+            data=_rows(data, rows, chunk_size),
+            weights=None if weights is None else _rows(weights, rows, chunk_size))
+
+
+def generator_chunks(items, start, chunk_size: int) -> Iterator[_Chunk]:
+    """Chunks from an iterable of batched pytrees, each padded to ``chunk_size``."""
+    offset = 0
+    for item in items:
+        n = jax.tree_util.tree_leaves(item)[0].shape[0]
+        if n > chunk_size:
+            raise ValueError(f"a chunk from the generator holds {n} datasets, more than "
+                             f"chunk_size={chunk_size}; pass a larger chunk_size.")
+        rows = np.arange(n)
+        yield _Chunk(_pad_rows(np.arange(offset, offset + n), chunk_size), n, start,
+                     _rows(item, rows, chunk_size), None)
+        offset += n
+
+
+def bucket_length(n: int, minimum: int = 8) -> int:
+    """The padded length of a dataset of ``n`` observations: the next power of two."""
+    return max(minimum, 1 << max(0, int(n - 1).bit_length()))
+
+
+def pad_dataset(tree, weights, length: int):
+    """Pads every leaf along axis 0 to ``length`` (repeating the last row, so values stay
+    finite) and gives the padding weight 0."""
+    n = jax.tree_util.tree_leaves(tree)[0].shape[0]
+    padded = jax.tree_util.tree_map(lambda x: _pad_rows(x, length), tree)
+    w = np.ones(n) if weights is None else np.asarray(weights, float)
+    return padded, np.concatenate([w, np.zeros(length - n)])
+
+
+def _stack(trees):
+    return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+
+
+def fit_many(loglik_fn, init, data, *, weights, init_batched: bool, key, chunk_size,
+             repack, devices, progress, checkpoint, prepare: Callable) -> FitResult:
+    """``fit_batch`` for streams, ragged datasets, re-packing, devices and checkpoints.
+
+    ``prepare(init, data, weights)`` runs the host-side checks of ``fit_batch`` on a probe
+    (the first chunk) and returns the static configuration and the probe's arrays.
+    """
+    from mlejax import _validate as V
+
+    if key is None:
+        key = jax.random.key(0)
+    if chunk_size is not None and int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}.")
+    if repack is not None and int(repack) < 1:
+        raise ValueError(f"repack (steps per segment) must be a positive integer; got {repack}.")
+    multiple = len(list(devices)) if devices is not None else 1
+
+    def round_up(c):
+        return -(-int(c) // multiple) * multiple
+
+    def full_start(cfg):
+        names = V.leaf_names(init)
+        leaves, _ = V.as_float_leaves(init, names)
+        V.check_init_values(leaves, cfg.problem.constraints, names)
+        if init_batched:
+            return np.asarray(jax.vmap(cfg.problem.to_u)(leaves))
+        return cfg.problem.to_u(leaves)
+
+    def probe_init(rows):
+        if not init_batched:
+            return init
+        return jax.tree_util.tree_map(lambda x: np.asarray(x)[rows], init)
+
+    if isinstance(data, Ragged):
+        k = len(data.datasets)
+        lengths = [jax.tree_util.tree_leaves(d)[0].shape[0] for d in data.datasets]
+        groups: dict[int, list[int]] = {}
+        for i, n in enumerate(lengths):
+            groups.setdefault(bucket_length(n), []).append(i)
+        padded = {}
+        for length, ids in groups.items():
+            parts = [pad_dataset(data.datasets[i], None if data.weights is None
+                                 else data.weights[i], length) for i in ids]
+            padded[length] = (_stack([p[0] for p in parts]), np.stack([p[1] for p in parts]))
+        first_len = next(iter(groups))
+        d0, w0 = padded[first_len]
+        cfg, _, _, _, _ = prepare(probe_init([groups[first_len][0]]),
+                                  jax.tree_util.tree_map(lambda x: x[:1], d0), w0[:1])
+        start = full_start(cfg)
+        streamer = Streamer(cfg, key, chunk_size=1, repack=repack, devices=devices,
+                            progress=progress, checkpoint=checkpoint, n_total=k)
+        for length, ids in groups.items():
+            ids = np.asarray(ids)
+            d, w = padded[length]
+            size = round_up(min(chunk_size or ids.size, ids.size))
+            streamer.chunk_size = size
+            st = start[ids] if init_batched else start
+            streamer.run(array_chunks(st, d, w, ids.size, size, init_batched, ids=ids))
+        res = streamer.result()
+        ctx_data, ctx_w = data, None
+    elif isinstance(data, Iterator):
+        if init_batched:
+            raise ValueError("init_batched=True needs the datasets in arrays, not a generator.")
+        if weights is not None:
+            raise ValueError("weights= cannot be combined with a generator of chunks; put "
+                             "the weights in the data and use them in loglik_fn.")
+        first = next(data, None)
+        if first is None:
+            raise ValueError("the generator of chunks yielded nothing.")
+        n_first = V.batch_size_of(first, None)
+        size = round_up(chunk_size or n_first)
+        cfg, _, _, _, _ = prepare(init, first, None)
+        start = full_start(cfg)
+        streamer = Streamer(cfg, key, chunk_size=size, repack=repack, devices=devices,
+                            progress=progress, checkpoint=checkpoint, n_total=None)
+        streamer.run(generator_chunks(itertools.chain([first], data), start, size))
+        res = streamer.result()
+        ctx_data, ctx_w = None, None
+    else:
+        k = V.batch_size_of(data, weights)
+        size = round_up(min(chunk_size or k, k))
+        rows = np.arange(min(size, k))
+        cfg, _, _, _, _ = prepare(
+            probe_init(rows), jax.tree_util.tree_map(lambda x: np.asarray(x[:rows.size]), data),
+            None if weights is None else np.asarray(weights[:rows.size]))
+        start = full_start(cfg)
+        w = None if weights is None else weights
+        streamer = Streamer(cfg, key, chunk_size=size, repack=repack, devices=devices,
+                            progress=progress, checkpoint=checkpoint, n_total=k)
+        streamer.run(array_chunks(start, data, w, k, size, init_batched))
+        res = streamer.result()
+        ctx_data, ctx_w = data, weights
+
+    if streamer.nan_seen:
+        warnings.warn(f"datasets {streamer.nan_seen} contain NaN or infinite values; their "
+                      "fits are flagged in their status.", stacklevel=3)
+    if streamer.interrupted:
+        warnings.warn(f"interrupted after {streamer.n_done} fits; the rest are marked NOT_RUN"
+                      + (f"; rerun with checkpoint={checkpoint!r} to resume" if checkpoint
+                         else ""), stacklevel=3)
+    return dataclasses.replace(res, context=FitContext(cfg, ctx_data, ctx_w))
