@@ -327,6 +327,11 @@ class Streamer:
                 self._finish(*pending)
         except KeyboardInterrupt:
             self.interrupted = True
+            if pending is not None:  # already dispatched: keep it unless interrupted again
+                try:
+                    self._finish(*pending)
+                except KeyboardInterrupt:
+                    pass
 
     def _collect(self, ch: _Chunk, leaves: list) -> None:
         self.out.put(ch.index[: ch.count], leaves)
