@@ -20,8 +20,12 @@ from mlejax.constraints import (
     simplex,
     unit_interval,
 )
+from mlejax import batching, distributed
 from mlejax.batching import Ragged, ragged
 from mlejax.fit import FitWarning, fit, fit_batch
+from mlejax.em import em
+from mlejax.kmeans import KMeansResult, kmeans
+from mlejax.mixture import BernoulliMixture, GaussianMixture, MixtureResult, PoissonMixture
 from mlejax.inference import (
     BootstrapResult,
     ConfidenceIntervals,
@@ -55,6 +59,14 @@ __all__ = [
     "lrt",
     "profile",
     "robust_cov",
+    # mixtures and EM
+    "BernoulliMixture",
+    "GaussianMixture",
+    "KMeansResult",
+    "MixtureResult",
+    "PoissonMixture",
+    "em",
+    "kmeans",
     # core
     "Constraint",
     "FitResult",
@@ -66,6 +78,8 @@ __all__ = [
     "Real",
     "Simplex",
     "Status",
+    "batching",
+    "distributed",
     "fit",
     "fit_batch",
     "interval",

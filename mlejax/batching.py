@@ -247,8 +247,10 @@ class Streamer:
     """Runs chunks of one static configuration through one compiled program."""
 
     def __init__(self, cfg: _Config, key: jax.Array, *, chunk_size: int, repack: int | None,
-                 devices, progress: bool, checkpoint: str | None, n_total: int):
+                 devices, progress: bool, checkpoint: str | None, n_total: int,
+                 first_index: int = 0):
         self.cfg, self.key, self.chunk_size, self.repack = cfg, key, chunk_size, repack
+        self.first_index = first_index
         self.multiple = 1
         self.sharding = None
         if devices is not None:
@@ -275,7 +277,7 @@ class Streamer:
             jax.device_put(tree)
 
     def _args(self, ch: _Chunk):
-        keys = dataset_keys(self.key, ch.index)
+        keys = dataset_keys(self.key, self.first_index + ch.index)
         start = self._to_device(ch.start) if self.cfg.init_batched else jnp.asarray(ch.start)
         return (start, self._to_device(ch.data), self._to_device(ch.weights),
                 self._to_device(keys))
@@ -293,7 +295,7 @@ class Streamer:
                 lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), tree)
         start = spec(ch.start) if self.cfg.init_batched else jnp.asarray(ch.start)
         return jax.eval_shape(_kernel(self.cfg), start, spec(ch.data), spec(ch.weights),
-                              dataset_keys(self.key, ch.index))
+                              dataset_keys(self.key, self.first_index + ch.index))
 
     def run(self, chunks: Iterator[_Chunk]) -> None:
         """Fits every chunk into the shared host buffers; stops early on Ctrl-C."""
@@ -440,7 +442,8 @@ def _stack(trees):
 
 
 def fit_many(loglik_fn, init, data, *, weights, init_batched: bool, key, chunk_size,
-             repack, devices, progress, checkpoint, prepare: Callable) -> FitResult:
+             repack, devices, progress, checkpoint, prepare: Callable,
+             first_index: int = 0) -> FitResult:
     """``fit_batch`` for streams, ragged datasets, re-packing, devices and checkpoints.
 
     ``prepare(init, data, weights)`` runs the host-side checks of ``fit_batch`` on a probe
@@ -489,7 +492,8 @@ def fit_many(loglik_fn, init, data, *, weights, init_batched: bool, key, chunk_s
                                   jax.tree_util.tree_map(lambda x: x[:1], d0), w0[:1])
         start = full_start(cfg)
         streamer = Streamer(cfg, key, chunk_size=1, repack=repack, devices=devices,
-                            progress=progress, checkpoint=checkpoint, n_total=k)
+                            progress=progress, checkpoint=checkpoint, n_total=k,
+                            first_index=first_index)
         for length, ids in groups.items():
             ids = np.asarray(ids)
             d, w = padded[length]
@@ -513,7 +517,8 @@ def fit_many(loglik_fn, init, data, *, weights, init_batched: bool, key, chunk_s
         cfg, _, _, _, _ = prepare(init, first, None)
         start = full_start(cfg)
         streamer = Streamer(cfg, key, chunk_size=size, repack=repack, devices=devices,
-                            progress=progress, checkpoint=checkpoint, n_total=None)
+                            progress=progress, checkpoint=checkpoint, n_total=None,
+                            first_index=first_index)
         streamer.run(generator_chunks(itertools.chain([first], data), start, size))
         res = streamer.result()
         ctx_data, ctx_w = None, None
@@ -527,7 +532,8 @@ def fit_many(loglik_fn, init, data, *, weights, init_batched: bool, key, chunk_s
         start = full_start(cfg)
         w = None if weights is None else weights
         streamer = Streamer(cfg, key, chunk_size=size, repack=repack, devices=devices,
-                            progress=progress, checkpoint=checkpoint, n_total=k)
+                            progress=progress, checkpoint=checkpoint, n_total=k,
+                            first_index=first_index)
         streamer.run(array_chunks(start, data, w, k, size, init_batched))
         res = streamer.result()
         ctx_data, ctx_w = data, weights

@@ -270,7 +270,7 @@ def _kernel(cfg: _Config):
 
 def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, batch_size,
              max_steps, gtol, ftol, restarts, key, restart_scale, trace_len, batched,
-             init_batched, check_finite=True):
+             init_batched, check_finite=True, first_index=0):
     """All host-side checks; returns the static config and the arrays to feed the kernel."""
     if not callable(loglik_fn):
         raise ValueError("loglik_fn must be a function loglik_fn(params, data).")
@@ -356,7 +356,7 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
     if key is None:
         key = jax.random.key(0)
     if batched:
-        key = dataset_keys(key, np.arange(k_batch))
+        key = dataset_keys(key, first_index + np.arange(k_batch))
     return cfg, start, data, weights, key
 
 
@@ -456,7 +456,7 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
               restart_scale: float = 1.0, trace_len: int | None = None,
               chunk_size: int | None = None, repack: int | None = None, devices: Any = None,
               progress: bool = False, checkpoint: str | None = None,
-              warn: bool = True) -> FitResult:
+              first_index: int = 0, warn: bool = True) -> FitResult:
     """Fits K independent datasets in one compiled program.
 
     Every leaf of ``data`` (and ``weights``) has a leading axis K; each dataset is fitted as
@@ -471,7 +471,9 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
     ``repack=S`` re-packs the fits still running every ``S`` steps into a smaller batch;
     ``devices`` shards the batch over devices; ``progress`` shows a bar per chunk;
     ``checkpoint=DIR`` saves each finished chunk and resumes from them. Results then hold
-    NumPy arrays, assembled on the host.
+    NumPy arrays, assembled on the host. Dataset j draws its random numbers (restarts,
+    minibatches) from ``fold_in(key, first_index + j)``, whatever the chunking, so a share of
+    a larger batch (``first_index`` its first row) reproduces the whole batch's draws.
 
     Example:
       >>> xs = jax.random.normal(jax.random.key(0), (100, 50))
@@ -497,11 +499,12 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
         res = batching.fit_many(loglik_fn, init, data, weights=weights,
                                 init_batched=init_batched, key=key, chunk_size=chunk_size,
                                 repack=repack, devices=devices, progress=progress,
-                                checkpoint=checkpoint, prepare=prepare)
+                                checkpoint=checkpoint, prepare=prepare,
+                                first_index=first_index)
     else:
         cfg, start, data, weights, keys = _prepare(
             loglik_fn, init, data, weights=weights, batched=True, init_batched=init_batched,
-            **options)
+            first_index=first_index, **options)
         res = _kernel(cfg)(start, data, weights, keys)
         res = dataclasses.replace(res, context=FitContext(cfg, data, weights))
     if warn and V.is_concrete(res.status):
