@@ -48,12 +48,17 @@ class Newton:
 
     def __init__(self, fn: Callable[[jax.Array], jax.Array]):
         self.fn = fn
-        self._value_and_grad = jax.value_and_grad(fn)
-        self._hess = jax.hessian(fn)
+
+        def grad_with_value(u):
+            f, g = jax.value_and_grad(fn)(u)
+            return g, (f, g)
+
+        # Forward-over-reverse in one pass: the Hessian, with f and g as by-products.
+        self._hess_value_grad = jax.jacfwd(grad_with_value, has_aux=True)
 
     def _derivatives(self, u):
-        f, g = self._value_and_grad(u)
-        return f, g, sym(self._hess(u))
+        h, (f, g) = self._hess_value_grad(u)
+        return f, g, sym(h)
 
     def init(self, u0):
         f, g, h = self._derivatives(u0)
