@@ -12,7 +12,20 @@ The summary counts, per method, how many of the 54 fits converge with LRE >= 6.
 
 Float64 throughout (x64 is enabled by this script). Data location: see nist_problems.py.
 
-Figures: FILLED IN BELOW once measured (machine, jax version, date).
+Figures (all three methods, default max_steps 100/500/1000, float64): measured on a 2-core
+AMD EPYC virtual machine, CPU backend, jax/jaxlib 0.10.2, Python 3.11, on the working tree
+of commit d9ac19d plus uncommitted solver changes (mlejax still in development; the Jacobi-
+scaled positive-definiteness test was already in, the Newton diagonal-floor fix not):
+
+    newton: 32 of 54 converge with LRE >= 6
+    bfgs:   29 of 54 converge with LRE >= 6   (Thurber start 2 "converges" to another local
+                                               maximum, RSS 1.47e4 vs 5.64e3)
+    lbfgs:  17 of 54 converge with LRE >= 6
+
+Wall time about 600 s for the three methods, with other jobs loading the machine (mostly
+compilation: ~2-15 s per problem and method; a second start, and a problem sharing a model
+and n (Lanczos1-3, Gauss1-3), reuse the compiled program and take milliseconds).
+Rerun this script for current figures.
 """
 
 from __future__ import annotations
@@ -43,13 +56,20 @@ MIN_LRE = 6.0
 ALL_METHODS = ("newton", "bfgs", "lbfgs")
 
 
+_LOGLIKS: dict = {}
+
+
 def make_loglik(name: str):
+    """One function object per model function, so mlejax's compile cache is reused by both
+    starts and by problems that share a model and n (Lanczos1-3, Gauss1-3)."""
     f = nist.MODELS[name]
+    if f not in _LOGLIKS:
 
-    def loglik(params, data):
-        return norm.logpdf(data["y"], f(params["b"], data["x"]), params["sigma"])
+        def loglik(params, data):
+            return norm.logpdf(data["y"], f(params["b"], data["x"]), params["sigma"])
 
-    return loglik
+        _LOGLIKS[f] = loglik
+    return _LOGLIKS[f]
 
 
 def make_init(prob: nist.Problem, start: np.ndarray) -> dict:
@@ -143,7 +163,7 @@ def main(argv=None) -> int:
     results = []
     for name in names:
         prob = nist.load(name)
-        loglik = make_loglik(name)  # one function object per problem: starts share a compile
+        loglik = make_loglik(name)  # shared per model function: starts share a compile
         for method in methods:
             for which in (1, 2):
                 r = run_one(prob, loglik, which, method, args.max_steps)

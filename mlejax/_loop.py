@@ -12,6 +12,8 @@ Stopping tests, with ``s = scaled_grad_norm(u, f, g)`` (see ``_numerics``):
 * converged when ``s <= gtol``;
 * or when an accepted step changed ``f`` by at most ``ftol * max(|f|, 1)`` and ``s <= sqrt(gtol)``
   (a flat optimum reached to the precision of the dtype);
+* a solver may report that its own test found the optimum (``STEP_AT_OPTIMUM``: Newton's
+  predicted gain below rounding on a negative-definite Hessian);
 * a step that could make no progress (``progress=False``: the line search or damping found no
   increase) counts as converged when ``s <= sqrt(gtol)``, the gradient being at the noise floor,
   and as ``LINESEARCH_FAILED`` otherwise;
@@ -40,10 +42,16 @@ class Solver(Protocol):
 
     def init(self, u0: jax.Array) -> Any: ...
 
-    def step(self, state: Any) -> tuple[Any, jax.Array]: ...
+    def step(self, state: Any) -> tuple[Any, jax.Array]: ...  # (state, STEP_* code or bool)
 
     # Stochastic solvers only: full-data f and g, and the final status, after the loop.
     def finalize(self, state: Any, status: jax.Array) -> tuple[Any, jax.Array]: ...
+
+
+# What a solver's step reports (a bool is read as NO_PROGRESS / PROGRESS).
+STEP_NO_PROGRESS = 0   # no acceptable step was found; the state is unchanged
+STEP_PROGRESS = 1      # an accepted step
+STEP_AT_OPTIMUM = 2    # an accepted step after which the solver's own test says: converged
 
 
 class LoopState(NamedTuple):
@@ -97,7 +105,9 @@ def advance(solver: Solver, state: LoopState, *, max_steps: int, gtol: float, ft
 
     def body(c: LoopState):
         old = c.solver_state
-        new, progress = solver.step(old)
+        new, code = solver.step(old)
+        code = jnp.asarray(code).astype(jnp.int32)
+        progress = code >= STEP_PROGRESS
         step = c.step + 1
         finite = jnp.isfinite(new.f) & jnp.all(jnp.isfinite(new.g))
         small_change = jnp.abs(new.f - old.f) <= ftol * jnp.maximum(jnp.abs(new.f), 1.0)
@@ -109,7 +119,8 @@ def advance(solver: Solver, state: LoopState, *, max_steps: int, gtol: float, ft
                                          running))
         else:
             sg = scaled_grad_norm(new.u, new.f, new.g)
-            converged = (sg <= gtol) | (progress & small_change & (sg <= loose))
+            converged = ((sg <= gtol) | (progress & small_change & (sg <= loose))
+                         | (code == STEP_AT_OPTIMUM))
             stuck = jnp.where(sg <= loose, jnp.int32(Status.CONVERGED),
                               jnp.int32(Status.LINESEARCH_FAILED))
             status = jnp.where(

@@ -39,7 +39,7 @@ from mlejax.status import Status
 
 __all__ = ["fit", "fit_batch", "FitWarning"]
 
-_DEFAULT_MAX_STEPS = {"newton": 100, "bfgs": 500, "lbfgs": 1000, "gradient": 2000}
+_DEFAULT_MAX_STEPS = {"newton": 500, "bfgs": 500, "lbfgs": 1000, "gradient": 2000}
 
 
 class FitWarning(UserWarning):
@@ -413,7 +413,7 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
       optimizer: an optax optimiser for ``method="gradient"`` (default ``optax.adam(1e-2)``
         on the mean log-likelihood per observation).
       batch_size: minibatch size for stochastic gradient ascent (needs ``key``).
-      max_steps: the step limit (default 100 newton, 500 bfgs, 1000 lbfgs, 2000 gradient).
+      max_steps: the step limit (default 500 newton, 500 bfgs, 1000 lbfgs, 2000 gradient).
       gtol: tolerance on the scaled gradient (default ``eps ** (2/3)`` of the dtype;
         ``eps ** (3/4)`` for ``method="newton"``, ``eps ** (1/2)`` for ``"gradient"``).
       ftol: tolerance on the relative change of the log-likelihood (default ``10 eps``;

