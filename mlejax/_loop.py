@@ -10,12 +10,13 @@ state is frozen (the batched loop selects its old state) while the others go on.
 Stopping tests, with ``s = scaled_grad_norm(u, f, g)`` (see ``_numerics``):
 
 * converged when ``s <= gtol``;
-* or when an accepted step changed ``f`` by at most ``ftol * max(|f|, 1)`` and ``s <= sqrt(gtol)``
-  (a flat optimum reached to the precision of the dtype);
+* or when an accepted step changed ``f`` by at most ``ftol * max(|f|, 1)`` and
+  ``s <= loose`` (the precision floor of the dtype reached; ``loose`` is ``10 gtol`` by
+  default and ``sqrt(gtol)`` for first-order ascent, which cannot do better);
 * a solver may report that its own test found the optimum (``STEP_AT_OPTIMUM``: Newton's
   predicted gain below rounding on a negative-definite Hessian);
 * a step that could make no progress (``progress=False``: the line search or damping found no
-  increase) counts as converged when ``s <= sqrt(gtol)``, the gradient being at the noise floor,
+  increase) counts as converged when ``s <= loose``, the gradient being at the noise floor,
   and as ``LINESEARCH_FAILED`` otherwise;
 * a gradient-free solver (EM) converges when a step changes ``f`` by at most
   ``ftol * max(|f|, 1)``, or can make no progress;
@@ -89,14 +90,14 @@ def start(solver: Solver, u0: jax.Array, *, gtol: float, trace_len: int) -> Loop
 
 
 def advance(solver: Solver, state: LoopState, *, max_steps: int, gtol: float, ftol: float,
-            until: jax.Array | int | None = None) -> LoopState:
+            until: jax.Array | int | None = None, loose: float | None = None) -> LoopState:
     """Steps while running, up to ``max_steps`` in all (and to step ``until`` when given).
 
     Stopping at ``until`` leaves the status ``RUNNING``, so a fit can be resumed later in
     another batch (straggler re-packing) with results identical to an uninterrupted run.
     """
     running = jnp.int32(Status.RUNNING)
-    loose = gtol ** 0.5
+    loose = 10.0 * gtol if loose is None else loose
     trace_len = state.trace.shape[0]
     limit = max_steps if until is None else jnp.minimum(max_steps, until)
 
@@ -147,10 +148,10 @@ def finish(solver: Solver, state: LoopState) -> LoopResult:
 
 
 def iterate(solver: Solver, u0: jax.Array, *, max_steps: int, gtol: float, ftol: float,
-            trace_len: int) -> LoopResult:
+            trace_len: int, loose: float | None = None) -> LoopResult:
     """Runs ``solver`` from ``u0`` until a stopping test holds or ``max_steps`` steps."""
     state = start(solver, u0, gtol=gtol, trace_len=trace_len)
-    state = advance(solver, state, max_steps=max_steps, gtol=gtol, ftol=ftol)
+    state = advance(solver, state, max_steps=max_steps, gtol=gtol, ftol=ftol, loose=loose)
     return finish(solver, state)
 
 

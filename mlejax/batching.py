@@ -83,13 +83,13 @@ def _loop_start(cfg: _Config, u0, data, weights, key, until):
     setup = _setup(cfg, data, weights, key)
     state = _loop.start(setup.solver, u0, gtol=cfg.gtol, trace_len=cfg.trace_len)
     return _loop.advance(setup.solver, state, max_steps=cfg.max_steps, gtol=cfg.gtol,
-                         ftol=cfg.ftol, until=until)
+                         ftol=cfg.ftol, until=until, loose=cfg.loose)
 
 
 def _loop_advance(cfg: _Config, state, data, weights, key, until):
     setup = _setup(cfg, data, weights, key)
     return _loop.advance(setup.solver, state, max_steps=cfg.max_steps, gtol=cfg.gtol,
-                         ftol=cfg.ftol, until=until)
+                         ftol=cfg.ftol, until=until, loose=cfg.loose)
 
 
 def _loop_result(cfg: _Config, state, data, weights, key):

@@ -120,6 +120,7 @@ class _Config:
     gtol: float
     ftol: float
     trace_len: int
+    loose: float        # gradient tolerance at the precision floor (see _loop)
     restarts: int | None
     init_fn: Callable | None
     restart_scale: float
@@ -215,7 +216,7 @@ def _solve_one(cfg: _Config, u0, data, weights, key) -> FitResult:
     """One fit from one start: the solver on the driver loop, then the observed information."""
     setup = _setup(cfg, data, weights, key)
     out = iterate(setup.solver, u0, max_steps=cfg.max_steps, gtol=cfg.gtol, ftol=cfg.ftol,
-                  trace_len=cfg.trace_len)
+                  trace_len=cfg.trace_len, loose=cfg.loose)
     return _result(cfg, setup, out)
 
 
@@ -266,6 +267,21 @@ def _kernel(cfg: _Config):
     if not cfg.batched:
         return jax.jit(one_dataset)
     return jax.jit(jax.vmap(one_dataset, in_axes=batch_axes(cfg)))
+
+
+def _loose(method: str, gtol: float) -> float:
+    """The gradient tolerance that still counts as converged at the precision floor.
+
+    First-order ascent cannot do better than ``sqrt(gtol)``; a line-search method whose
+    log-likelihood stopped changing may still be far from the optimum in a parameter whose
+    effect on ``f`` is below rounding (float32), so it gets no slack; Newton's own test
+    certifies the floor, and ``10 gtol`` covers a gradient made of rounding.
+    """
+    if method == "gradient":
+        return gtol ** 0.5
+    if method in ("bfgs", "lbfgs"):
+        return gtol
+    return 10.0 * gtol
 
 
 def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, batch_size,
@@ -345,6 +361,7 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
         method=method, optimizer=optimizer, batch_size=None if batch_size is None
         else int(batch_size), max_steps=steps, gtol=float(gtol if gtol is not None else eps_g),
         ftol=float(ftol if ftol is not None else eps_f),
+        loose=_loose(method, float(gtol if gtol is not None else eps_g)),
         trace_len=int(trace_len if trace_len is not None else steps + 1),
         restarts=None if restarts is None else int(restarts), init_fn=init_fn,
         restart_scale=float(restart_scale), batched=batched, init_batched=init_batched)

@@ -101,12 +101,70 @@ class FitResult:
                   for x in jax.tree_util.tree_leaves(self.stderr)]
         return np.concatenate(leaves, axis=-1)
 
+    # --- inference (computed by mlejax.inference) ----------------------------------------
+    @property
+    def cov_robust(self) -> jax.Array:
+        """The HC0 sandwich covariance ``A^-1 B A^-1`` (needs a per-observation log-likelihood).
+
+        For cluster-robust errors or a small-sample factor use ``mj.robust_cov(res, groups=)``.
+        """
+        from mlejax import inference
+        return inference.robust_cov(self)
+
+    @property
+    def stderr_robust(self) -> Any:
+        """Square roots of the diagonal of ``cov_robust``, with the structure of ``params``."""
+        from mlejax import inference
+        return inference.robust_stderr(self)
+
+    def confint(self, level: float = 0.95, method: str = "wald", **kwargs):
+        """Confidence intervals: ``method="wald"`` or ``"profile"`` (see ``mj.confint``)."""
+        from mlejax import inference
+        return inference.confint(self, level, method=method, **kwargs)
+
+    def delta(self, fn, **kwargs):
+        """The delta method for ``fn(params)``: estimate, stderr, cov (see ``mj.delta``)."""
+        from mlejax import inference
+        return inference.delta(self, fn, **kwargs)
+
+    def with_nobs(self, nobs: int) -> "FitResult":
+        """This result with the number of observations given (for BIC when ``loglik_fn``
+        returns a scalar total, so that mlejax cannot count them)."""
+        n = np.asarray(nobs)
+        if n.dtype.kind not in "iu" or np.any(n < 1):
+            raise ValueError(f"nobs must be a positive integer (one per fit for a batch); "
+                             f"got {nobs!r}.")
+        return dataclasses.replace(
+            self, nobs=jnp.broadcast_to(jnp.asarray(n, jnp.int32), np.shape(self.loglik)))
+
     # --- the summary --------------------------------------------------------------------
-    def summary(self, level: float = 0.95) -> str:
-        """A text report: the coefficient table (or, for a batch, rates and quantiles)."""
+    def summary(self, level: float = 0.95, *, cov: Any = "observed", ci: str = "wald",
+                groups: Any = None) -> str:
+        """A text report: the coefficient table (or, for a batch, rates and quantiles).
+
+        The table gives estimate, standard error, z, two-sided p-value and the confidence
+        interval at ``level``. ``cov="robust"`` (with ``groups=`` for clusters) uses sandwich
+        errors; ``ci="profile"`` shows profile-likelihood intervals instead of Wald ones.
+        """
         if self.is_batch:
             return _batch_summary(self)
-        return _single_summary(self, level)
+        if ci not in ("wald", "profile"):
+            raise ValueError(f"ci must be 'wald' or 'profile'; got {ci!r}.")
+        if isinstance(cov, str) and cov == "observed" and groups is None and ci == "wald":
+            return _single_summary(self, level)
+        from mlejax import inference
+        se = None
+        label = "observed information"
+        if not (isinstance(cov, str) and cov == "observed") or groups is not None:
+            c = inference._resolve_cov(self, cov, groups)
+            se = np.sqrt(np.diagonal(np.asarray(c)))
+            label = ("cluster-robust (sandwich)" if groups is not None else
+                     "robust (sandwich, HC0)" if isinstance(cov, str) else "given covariance")
+        bounds = None
+        if ci == "profile":
+            cis = inference.confint(self, level, method="profile")
+            bounds = (np.asarray(cis.lower), np.asarray(cis.upper), np.asarray(cis.status))
+        return _single_summary(self, level, se=se, bounds=bounds, se_label=label)
 
     def __repr__(self) -> str:
         if self.is_batch:
@@ -156,14 +214,17 @@ def _normal_quantile(level: float) -> float:
 
 
 def _fmt(x: float, width: int = 11) -> str:
+    if np.isinf(x):
+        return f"{'inf' if x > 0 else '-inf':>{width}}"
     if not np.isfinite(x):
         return f"{'nan':>{width}}"
     return f"{x:>{width}.4g}"
 
 
-def _single_summary(res: FitResult, level: float) -> str:
+def _single_summary(res: FitResult, level: float, se=None, bounds=None,
+                    se_label: str = "observed information") -> str:
     est = res.flat_params()
-    se = res.flat_stderr()
+    se = res.flat_stderr() if se is None else se
     q = _normal_quantile(level)
     name_w = max([len(n) for n in res.param_names] + [9])
     lines = []
@@ -183,13 +244,31 @@ def _single_summary(res: FitResult, level: float) -> str:
     lines.append(f"status: {message(code)}")
     lines.append("-" * max(len(head), name_w + 72))
     pct = f"{level:.0%}"
+    if se_label != "observed information" or bounds is not None:
+        kind = "profile likelihood" if bounds is not None else "Wald"
+        lines.append(f"standard errors: {se_label}; intervals: {kind}")
     lines.append(f"{'parameter':<{name_w}} {'estimate':>11} {'std err':>11} {'z':>9} "
                  f"{'P>|z|':>9} {'[' + pct + ' lo':>11} {pct + ' hi]':>11}")
-    for name, b, s in zip(res.param_names, est, se):
+    one_sided = False
+    for i, (name, b, s) in enumerate(zip(res.param_names, est, se)):
         z = b / s if s > 0 else float("nan")
         p = math.erfc(abs(z) / math.sqrt(2.0)) if np.isfinite(z) else float("nan")
+        lo, hi, mark = b - q * s, b + q * s, ""
+        if bounds is not None:
+            lo, hi = bounds[0][i], bounds[1][i]
+            codes = bounds[2][i]
+            if np.any(codes == 1):  # EndpointStatus.AT_BOUND: one-sided at a constraint
+                mark, one_sided = " *", True
+            elif np.any(codes != 0) and not np.all(codes == 2):
+                mark = " ?"
         lines.append(f"{name:<{name_w}} {_fmt(b)} {_fmt(s)} {_fmt(z, 9)} {_fmt(p, 9)} "
-                     f"{_fmt(b - q * s)} {_fmt(b + q * s)}")
+                     f"{_fmt(lo)} {_fmt(hi)}{mark}")
+    if one_sided:
+        lines.append("* one-sided: the profile stays within the threshold up to the "
+                     "constraint's bound, reported as the endpoint.")
+    if bounds is not None and np.any((bounds[2] != 0) & (bounds[2] != 1) & (bounds[2] != 2)):
+        lines.append("? an endpoint search failed (refit not converged, or the parameter "
+                     "cannot be profiled): see res.confint(method='profile').status.")
     if not np.all(np.isfinite(se)):
         lines.append("note: NaN standard errors: the observed information is singular or not "
                      "positive definite at the estimate.")
