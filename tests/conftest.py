@@ -38,10 +38,24 @@ def flat_index(params):
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
+def normal_ll(params, x):
+    """Per-observation Gaussian log-density with params {"mu", "sigma"}.
+
+    Shared by several test modules on purpose: mlejax caches its compiled programs per
+    log-likelihood function and data shape, so tests that fit the same model to data of
+    the same shape (N_NORMAL observations) reuse one compiled program.
+    """
+    z = (x - params["mu"]) / params["sigma"]
+    return -0.5 * z**2 - jnp.log(params["sigma"]) - 0.5 * jnp.log(2 * jnp.pi)
+
+
+N_NORMAL = 40
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(20240611)
 
 
 # Re-export for test modules (conftest helpers are importable as ``conftest``).
-__all__ = ["assert_rel", "flat_index", "jnp"]
+__all__ = ["assert_rel", "flat_index", "normal_ll", "N_NORMAL"]

@@ -15,19 +15,20 @@ import numpy as np
 import pytest
 
 import mlejax as mj
-from conftest import assert_rel
+from conftest import N_NORMAL, assert_rel, normal_ll
 
 METHODS = ["newton", "bfgs", "lbfgs"]
 
 # Tolerance on parameters and on standard errors. Newton must reach 1e-10 relative.
-# The quasi-Newton methods stop on a gradient tolerance and their last step is not
-# a full Newton step, so their parameters are only as accurate as that stopping
-# rule allows; they are held to 1e-7 (parameters) and, since the standard errors
-# are evaluated at those parameters, to 1e-7 on standard errors too.
-PARAM_RTOL = {"newton": 1e-10, "bfgs": 1e-7, "lbfgs": 1e-7}
-SE_RTOL = {"newton": 1e-8, "bfgs": 1e-7, "lbfgs": 1e-7}
+# The quasi-Newton methods stop on the gradient tolerance (eps^(2/3) on the scaled
+# gradient) without a final full Newton step, so they do not always reach 1e-10: BFGS
+# on the Gaussian ends 3e-10 relative away from the closed form. They are held to
+# 1e-8 (tighter than the 1e-7 fallback allowed for them), on parameters and on the
+# standard errors evaluated at those parameters.
+PARAM_RTOL = {"newton": 1e-10, "bfgs": 1e-8, "lbfgs": 1e-8}
+SE_RTOL = {"newton": 1e-8, "bfgs": 1e-8, "lbfgs": 1e-8}
 
-N = 40
+N = N_NORMAL
 _rng = np.random.default_rng(12345)
 X_BERN = (_rng.uniform(size=N) < 0.3).astype(np.float64)
 X_NORM = _rng.normal(1.5, 2.0, size=N)
@@ -45,12 +46,6 @@ def bernoulli_ll(params, x):
 
 def bernoulli_ll_total(params, x):
     return jnp.sum(bernoulli_ll(params, x))
-
-
-def normal_ll(params, x):
-    mu, sigma = params["mu"], params["sigma"]
-    z = (x - mu) / sigma
-    return -0.5 * z**2 - jnp.log(sigma) - 0.5 * jnp.log(2 * jnp.pi)
 
 
 def normal_ll_total(params, x):
@@ -156,16 +151,45 @@ def _check(res, ref_params, ref_se, method, label):
         assert_rel(se[k], v, SE_RTOL[method], f"{label}: stderr {k}")
 
 
-@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("model", list(CASES))
-def test_closed_form_mle_and_stderr(model, method):
+def test_closed_form_mle_and_stderr_newton(model):
     ll, _, x, init, cons, ref = CASES[model]
     ref_params, ref_se = ref(x)
-    res = mj.fit(ll, _init(init), jnp.asarray(x), constraints=cons, method=method)
-    _check(res, ref_params, ref_se, method, f"{model}/{method}")
+    res = mj.fit(ll, _init(init), jnp.asarray(x), constraints=cons, method="newton")
+    _check(res, ref_params, ref_se, "newton", f"{model}/newton")
     # The reported maximum is the log-likelihood at the closed-form MLE.
     ll_at_ref = float(np.sum(ll({k: jnp.asarray(v) for k, v in ref_params.items()}, jnp.asarray(x))))
-    assert_rel(res.loglik, ll_at_ref, 1e-12, f"{model}/{method}: loglik")
+    assert_rel(res.loglik, ll_at_ref, 1e-12, f"{model}/newton: loglik")
+
+
+# The quasi-Newton methods are run on the four models at once: one log-likelihood that is
+# the sum of the four independent ones, with nested params {model: {...}}. The maximum and
+# the (block-diagonal) observed information decouple, so every model's closed forms hold
+# exactly for the joint fit, and one compiled program per method covers all four models
+# (a separate program per model and method would cost 8 more compilations).
+
+
+def joint_ll(params, data):
+    return sum(CASES[m][0](params[m], data[m]) for m in CASES)
+
+
+@pytest.mark.parametrize("method", ["bfgs", "lbfgs"])
+def test_closed_form_mle_and_stderr_quasi_newton(method):
+    init = {m: _init(CASES[m][3]) for m in CASES}
+    cons = {m: CASES[m][4] for m in CASES}
+    data = {m: jnp.asarray(CASES[m][2]) for m in CASES}
+    res = mj.fit(joint_ll, init, data, constraints=cons, method=method)
+    assert bool(res.converged), f"{method}: status {int(res.status)} ({res.message})"
+    total_at_ref = 0.0
+    for m in CASES:
+        ll, _, x, _, _, ref = CASES[m]
+        ref_params, ref_se = ref(x)
+        for k, v in ref_params.items():
+            assert_rel(res.params[m][k], v, PARAM_RTOL[method], f"{m}/{method}: param {k}")
+            assert_rel(res.stderr[m][k], ref_se[k], SE_RTOL[method], f"{m}/{method}: stderr {k}")
+        total_at_ref += float(np.sum(ll({k: jnp.asarray(v) for k, v in ref_params.items()},
+                                        jnp.asarray(x))))
+    assert_rel(res.loglik, total_at_ref, 1e-12, f"{method}: loglik")
 
 
 def test_gaussian_sigma_is_biased_not_n_minus_1():
@@ -179,37 +203,49 @@ def test_gaussian_sigma_is_biased_not_n_minus_1():
     assert abs(float(res.params["sigma"]) - unbiased) > 1e-3 * unbiased
 
 
-@pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("model", list(CASES))
-def test_total_loglik_equals_per_observation(model, method):
+# The remaining tests check the plumbing (how the loglik is summed and weighted), not
+# the solvers: Newton only, to keep the number of compiled programs (and the runtime) low.
+
+
+@pytest.mark.parametrize("model", ["normal"])
+def test_total_loglik_equals_per_observation(model):
     ll, ll_total, x, init, cons, ref = CASES[model]
     ref_params, ref_se = ref(x)
-    r_obs = mj.fit(ll, _init(init), jnp.asarray(x), constraints=cons, method=method)
-    r_tot = mj.fit(ll_total, _init(init), jnp.asarray(x), constraints=cons, method=method)
-    _check(r_tot, ref_params, ref_se, method, f"{model}/{method}/total")
+    r_obs = mj.fit(ll, _init(init), jnp.asarray(x), constraints=cons)
+    r_tot = mj.fit(ll_total, _init(init), jnp.asarray(x), constraints=cons)
+    _check(r_tot, ref_params, ref_se, "newton", f"{model}/total")
     for k in ref_params:
-        assert_rel(r_tot.params[k], r_obs.params[k], PARAM_RTOL[method], f"{model}: {k}")
-        assert_rel(r_tot.stderr[k], r_obs.stderr[k], SE_RTOL[method], f"{model}: se {k}")
+        assert_rel(r_tot.params[k], r_obs.params[k], 1e-10, f"{model}: {k}")
+        assert_rel(r_tot.stderr[k], r_obs.stderr[k], 1e-10, f"{model}: se {k}")
     assert_rel(r_tot.loglik, r_obs.loglik, 1e-12, f"{model}: loglik")
 
 
-@pytest.mark.parametrize("method", ["newton", "bfgs"])
-@pytest.mark.parametrize("model", ["bernoulli", "normal", "poisson"])
-def test_integer_weights_equal_repeated_observations(model, method):
+W_INT = np.random.default_rng(7).integers(0, 4, size=N)  # integer weights, zeros included
+
+
+@pytest.mark.parametrize("model", ["normal"])
+def test_integer_weights_equal_repeated_observations_closed_form(model):
+    """weights=w gives the closed-form MLE and standard errors of the repeated data."""
     ll, _, x, init, cons, ref = CASES[model]
-    w = np.random.default_rng(7).integers(0, 4, size=x.size)  # includes zeros
-    x_rep = np.repeat(x, w)
+    x_rep = np.repeat(x, W_INT)
     ref_params, ref_se = ref(x_rep)
+    r_w = mj.fit(ll, _init(init), jnp.asarray(x), constraints=cons,
+                 weights=jnp.asarray(W_INT, dtype=jnp.float64))
+    _check(r_w, ref_params, ref_se, "newton", f"{model}/weighted")
+    ll_rep = float(np.sum(ll({k: jnp.asarray(v) for k, v in ref_params.items()},
+                             jnp.asarray(x_rep))))
+    assert_rel(r_w.loglik, ll_rep, 1e-12, f"{model}: weighted loglik = repeated-data loglik")
 
-    r_w = mj.fit(ll, _init(init), jnp.asarray(x), constraints=cons, method=method,
-                 weights=jnp.asarray(w, dtype=jnp.float64))
-    r_rep = mj.fit(ll, _init(init), jnp.asarray(x_rep), constraints=cons, method=method)
 
-    # Both against the closed form on the repeated data ...
-    _check(r_w, ref_params, ref_se, method, f"{model}/{method}/weighted")
-    _check(r_rep, ref_params, ref_se, method, f"{model}/{method}/repeated")
-    # ... and against each other (loglik too: a weighted sum equals the repeated sum).
-    assert_rel(r_w.loglik, r_rep.loglik, 1e-12, f"{model}: loglik weighted vs repeated")
-    for k in ref_params:
-        assert_rel(r_w.params[k], r_rep.params[k], PARAM_RTOL[method], f"{model}: {k}")
-        assert_rel(r_w.stderr[k], r_rep.stderr[k], SE_RTOL[method], f"{model}: se {k}")
+def test_integer_weights_equal_repeated_observations_fit():
+    """The same, fit against fit: weights=w versus the observations repeated w times."""
+    ll, _, x, init, cons, _ = CASES["normal"]
+    r_w = mj.fit(ll, _init(init), jnp.asarray(x), constraints=cons,
+                 weights=jnp.asarray(W_INT, dtype=jnp.float64))
+    r_rep = mj.fit(ll, _init(init), jnp.asarray(np.repeat(x, W_INT)), constraints=cons)
+    assert_rel(r_w.loglik, r_rep.loglik, 1e-12, "loglik weighted vs repeated")
+    for k in ("mu", "sigma"):
+        assert_rel(r_w.params[k], r_rep.params[k], 1e-10, k)
+        assert_rel(r_w.stderr[k], r_rep.stderr[k], 1e-10, f"stderr {k}")
+    np.testing.assert_allclose(np.asarray(r_w.cov), np.asarray(r_rep.cov), rtol=1e-10,
+                               atol=1e-10 * float(np.max(np.abs(r_rep.cov))))

@@ -9,16 +9,11 @@ import numpy as np
 import pytest
 
 import mlejax as mj
-from conftest import assert_rel
+from conftest import N_NORMAL, assert_rel, normal_ll
 
 _rng = np.random.default_rng(0)
-X = _rng.normal(1.0, 2.0, size=20)
+X = _rng.normal(1.0, 2.0, size=N_NORMAL)
 CONS = {"sigma": mj.positive}
-
-
-def normal_ll(params, x):
-    z = (x - params["mu"]) / params["sigma"]
-    return -0.5 * z**2 - jnp.log(params["sigma"]) - 0.5 * jnp.log(2 * jnp.pi)
 
 
 def _init(mu=0.0, sigma=1.0):

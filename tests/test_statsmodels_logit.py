@@ -79,7 +79,8 @@ def test_logit_spector_matches_statsmodels(spector, method):
     assert np.shape(res.cov) == (X.shape[1], X.shape[1])
 
 
-@pytest.mark.parametrize("method", METHODS)
+# Newton only here: the solvers are already compared with statsmodels on the logit.
+@pytest.mark.parametrize("method", ["newton"])
 def test_poisson_glm_cpunish_matches_statsmodels(cpunish, method):
     X, y, ref_params, ref_bse, ref_llf = cpunish
     data = {"X": jnp.asarray(X), "y": jnp.asarray(y)}
