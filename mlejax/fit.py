@@ -362,7 +362,9 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
         else int(batch_size), max_steps=steps, gtol=float(gtol if gtol is not None else eps_g),
         ftol=float(ftol if ftol is not None else eps_f),
         loose=_loose(method, float(gtol if gtol is not None else eps_g)),
-        trace_len=int(trace_len if trace_len is not None else steps + 1),
+        # A batch carries K traces through every step of the loop: keep them short by default.
+        trace_len=int(trace_len if trace_len is not None
+                      else (min(steps + 1, 101) if batched else steps + 1)),
         restarts=None if restarts is None else int(restarts), init_fn=init_fn,
         restart_scale=float(restart_scale), batched=batched, init_batched=init_batched)
 
@@ -439,7 +441,8 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
       key: a ``jax.random.key`` for restarts and minibatches.
       restart_scale: standard deviation, in unconstrained coordinates, of the starts drawn
         around a pytree ``init``.
-      trace_len: length of the trace buffer (default ``max_steps + 1``).
+      trace_len: length of the trace buffer (default ``max_steps + 1``; for ``fit_batch``
+        at most 101, since every step of a batch carries K traces).
       warn: warn on the host when the fit did not converge or its Hessian is singular.
 
     Returns:
