@@ -80,11 +80,12 @@ def start(solver: Solver, u0: jax.Array, *, gtol: float, trace_len: int) -> Loop
     running = jnp.int32(Status.RUNNING)
     s0 = solver.init(u0)
     finite0 = jnp.isfinite(s0.f) & jnp.all(jnp.isfinite(s0.g))
-    sg0 = scaled_grad_norm(s0.u, s0.f, s0.g)
+    if solver.stochastic or solver.gradient_free:
+        at_optimum = jnp.array(False)
+    else:
+        at_optimum = scaled_grad_norm(s0.u, s0.f, s0.g) <= gtol
     status0 = jnp.where(~finite0, jnp.int32(Status.NONFINITE),
-                        jnp.where((sg0 <= gtol) & (not solver.stochastic)
-                                  & (not solver.gradient_free),
-                                  jnp.int32(Status.CONVERGED), running))
+                        jnp.where(at_optimum, jnp.int32(Status.CONVERGED), running))
     trace0 = jnp.full((trace_len,), jnp.nan, s0.f.dtype).at[0].set(s0.f)
     return LoopState(s0, jnp.int32(0), status0, trace0)
 

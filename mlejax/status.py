@@ -21,7 +21,8 @@ class Status(enum.IntEnum):
 
 
 _MESSAGES = {
-    Status.CONVERGED: "converged: the gradient is zero to the tolerance",
+    Status.CONVERGED: "converged: the stopping test was met (gradient zero to the tolerance, "
+                      "or for EM no further increase of the log-likelihood)",
     Status.MAX_STEPS: "not converged: max_steps reached before the stopping tests were met; "
                       "raise max_steps, try another method or better starting values",
     Status.NONFINITE: "not converged: the log-likelihood or its gradient became non-finite "
