@@ -42,10 +42,17 @@ from mlejax.inference import (
 )
 from mlejax.result import FitResult
 from mlejax.status import Status
+from mlejax import distributions, models
+from mlejax.distributions import compare_distributions, fit_distribution
 
 __version__ = "0.1.0"
 
 __all__ = [
+    # built-in distributions and regression models
+    "compare_distributions",
+    "distributions",
+    "fit_distribution",
+    "models",
     # inference
     "BootstrapResult",
     "ConfidenceIntervals",

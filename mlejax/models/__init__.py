@@ -1,0 +1,32 @@
+"""Built-in regression models: one line to fit, ``fit_batch`` for K datasets at once.
+
+    >>> res = mj.models.Logistic().fit(X, y)            # X (n, d) or a DataFrame, y (n,)
+    >>> res = mj.models.Logistic().fit_batch(Xs, ys)    # (K, n, d), (K, n)
+    >>> print(res.summary()); res.predict(X_new)
+
+Design-matrix models (:mod:`mlejax.models.glm`, :mod:`mlejax.models.robust`): ``Linear``,
+``Logistic``, ``Probit``, ``Poisson``, ``NegativeBinomial``, ``Gamma``, ``StudentT``; each
+prepends a ``const`` column unless ``X`` has a constant column (``intercept=False`` turns this
+off) and takes ``weights=``, ``offset=`` and, for the log links, ``exposure=``.
+``Nonlinear(f)`` (:mod:`mlejax.models.nonlinear`) fits ``y = f(x, b) + N(0, sigma^2)`` and adds
+the Gauss-Newton standard errors. Every fit returns a :class:`RegressionResult`.
+"""
+
+from mlejax.models._base import Model, RegressionResult, SeparationWarning
+from mlejax.models.glm import Gamma, Linear, Logistic, NegativeBinomial, Poisson, Probit
+from mlejax.models.nonlinear import Nonlinear
+from mlejax.models.robust import StudentT
+
+__all__ = [
+    "Gamma",
+    "Linear",
+    "Logistic",
+    "Model",
+    "NegativeBinomial",
+    "Nonlinear",
+    "Poisson",
+    "Probit",
+    "RegressionResult",
+    "SeparationWarning",
+    "StudentT",
+]

@@ -1,0 +1,495 @@
+"""What every regression model shares: the design matrix, the checks, the fit, the result.
+
+A model supplies only its pieces (``Model`` is abstract; the concrete models are final):
+
+* ``constraints()`` for the parameters other than the coefficients ``beta``,
+* ``loglik_fn()`` the per-observation log-likelihood ``loglik_fn(params, data)`` with
+  ``data = {"X", "y", "offset"}`` (one function object per model configuration, cached, so
+  same-shaped data reuse one compiled program),
+* ``start(X, y, offset, w)`` a data-driven starting point for one dataset (pure JAX),
+* ``check_y(y, w)`` the host-side support check of the response,
+* ``mean(params, X, offset)`` the fitted mean, for ``predict``.
+
+``Model.fit`` and ``Model.fit_batch`` do the rest: the design matrix (an intercept column
+named ``const`` unless ``X`` already has a constant column, names from ``feature_names=``
+or a pandas DataFrame's columns), offsets and exposures, the checks (shapes, NaN, support,
+fewer observations than parameters, linearly dependent columns), and the call to
+:func:`mlejax.fit` / :func:`mlejax.fit_batch`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import warnings
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mlejax.fit import FitWarning, fit, fit_batch
+from mlejax.result import FitResult, _normal_quantile
+
+__all__ = ["Model", "RegressionResult", "SeparationWarning"]
+
+
+class SeparationWarning(FitWarning):
+    """Perfect or quasi-perfect separation: a binary-response MLE that does not exist."""
+
+
+# ------------------------------------------------------------------------ the result
+
+
+@dataclasses.dataclass(frozen=True)
+class RegressionResult:
+    """A fitted regression: the core :class:`~mlejax.FitResult` with names and ``predict``.
+
+    Attributes:
+      fit_result: the underlying :class:`~mlejax.FitResult` (``param_names`` carry the
+        feature names).
+      extra: model-specific arrays, e.g. ``"gn_stderr"`` and ``"gn_cov"`` for
+        :class:`~mlejax.models.Nonlinear`, ``"separated"`` for binary models.
+      model: the model that produced it (static).
+      feature_names: the names of the coefficients, in order (static).
+      intercept_added: whether ``fit`` prepended the ``const`` column (``predict`` does too).
+    """
+
+    fit_result: FitResult
+    extra: dict
+    model: Any = dataclasses.field(default=None, compare=False)
+    feature_names: tuple[str, ...] = ()
+    intercept_added: bool = False
+
+    # --- delegation to the core result -------------------------------------------------
+    @property
+    def params(self) -> Any:
+        return self.fit_result.params
+
+    @property
+    def stderr(self) -> Any:
+        return self.fit_result.stderr
+
+    @property
+    def cov(self) -> jax.Array:
+        return self.fit_result.cov
+
+    @property
+    def loglik(self) -> jax.Array:
+        return self.fit_result.loglik
+
+    @property
+    def aic(self) -> jax.Array:
+        return self.fit_result.aic
+
+    @property
+    def bic(self) -> jax.Array:
+        return self.fit_result.bic
+
+    @property
+    def status(self) -> jax.Array:
+        return self.fit_result.status
+
+    @property
+    def converged(self) -> jax.Array:
+        return self.fit_result.converged
+
+    @property
+    def message(self):
+        return self.fit_result.message
+
+    @property
+    def nobs(self) -> jax.Array:
+        return self.fit_result.nobs
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return self.fit_result.param_names
+
+    @property
+    def is_batch(self) -> bool:
+        return self.fit_result.is_batch
+
+    @property
+    def coef(self) -> jax.Array:
+        """The regression coefficients (``params["beta"]``; ``params["b"]`` for Nonlinear)."""
+        return self.model.coef_of(self.params)
+
+    # --- the model's view ----------------------------------------------------------------
+    def predict(self, X: Any, *, offset: Any = None, exposure: Any = None) -> jax.Array:
+        """The fitted mean at new predictors (probabilities for binary models, rates for
+        count models); ``(m,)`` for a single fit, ``(K, m)`` for a batch (``X`` shared
+        ``(m, d)`` or per fit ``(K, m, d)``)."""
+        return self.model.predict(self, X, offset=offset, exposure=exposure)
+
+    def coef_table(self, level: float = 0.95) -> dict:
+        """``{name: {"estimate", "stderr", "z", "p", "lo", "hi"}}`` over every parameter
+        (arrays with a leading K for a batch); Wald intervals at ``level``."""
+        est = self.fit_result.flat_params()
+        se = self.fit_result.flat_stderr()
+        q = _normal_quantile(level)
+        out = {}
+        for j, name in enumerate(self.param_names):
+            b, s = est[..., j], se[..., j]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z = b / s
+            p = np.vectorize(lambda t: math.erfc(abs(t) / math.sqrt(2.0)))(z)
+            out[name] = {"estimate": b, "stderr": s, "z": z, "p": p, "lo": b - q * s,
+                         "hi": b + q * s}
+        return out
+
+    def summary(self, level: float = 0.95) -> str:
+        text = self.fit_result.summary(level)
+        head = f"{self.model.describe()}\n"
+        return head + text + self.model.summary_extra(self)
+
+    def __repr__(self) -> str:
+        return f"RegressionResult({self.model.describe()}, {self.fit_result!r})"
+
+
+jax.tree_util.register_dataclass(
+    RegressionResult, data_fields=["fit_result", "extra"],
+    meta_fields=["model", "feature_names", "intercept_added"])
+
+
+# ------------------------------------------------------------------------ the design
+
+
+@dataclasses.dataclass
+class Design:
+    """Arrays ready for the kernel, and the names that go with them."""
+
+    X: jax.Array
+    y: jax.Array
+    offset: jax.Array
+    weights: jax.Array | None
+    names: tuple[str, ...]
+    intercept_added: bool
+    dtype: Any
+    batched: bool
+
+
+def _is_frame(X) -> bool:
+    return hasattr(X, "columns") and hasattr(X, "to_numpy")
+
+
+def _float_dtype(*arrays):
+    dt = jnp.result_type(*[a for a in arrays if a is not None])
+    return dt if jnp.issubdtype(dt, jnp.floating) else jnp.result_type(float)
+
+
+def _concrete(tree) -> bool:
+    return not any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(tree))
+
+
+def _where(mask: np.ndarray, batched: bool, what: str = "dataset") -> str:
+    if not batched:
+        return ""
+    idx = np.flatnonzero(mask)
+    shown = ", ".join(str(i) for i in idx[:8])
+    more = f" and {idx.size - 8} more" if idx.size > 8 else ""
+    return f" (in {what}s [{shown}{more}], {idx.size} of {mask.size})"
+
+
+def make_design(model: "Model", X, y, *, weights, offset, exposure, feature_names,
+                batched: bool) -> Design:
+    """Validates and assembles the arrays of one fit (or a batch of fits).
+
+    Concrete inputs are checked and assembled with numpy on the host (one pass each, no
+    device round trips) and moved to JAX once; traced inputs (a fit inside ``jit``) go
+    through ``jax.numpy`` and skip the value checks.
+    """
+    names = None
+    if _is_frame(X):
+        names = tuple(str(c) for c in X.columns)
+        X = X.to_numpy()
+    if hasattr(y, "to_numpy"):
+        y = y.to_numpy()
+    traced = not _concrete((X, y, weights, offset, exposure))
+    xp = jnp if traced else np
+    if not traced:
+        X = np.asarray(X)
+        if X.dtype == object:
+            raise ValueError("X must be a numeric array (or a DataFrame of numeric columns); got "
+                             "dtype object. Encode categorical columns first.")
+    dtype = _float_dtype(X, y)
+    X = xp.asarray(X, dtype=np.dtype(dtype))
+    y = xp.asarray(y, dtype=np.dtype(dtype))
+    want_x = 3 if batched else 2
+    if batched and X.ndim == 2 and y.ndim == 2:
+        X = xp.broadcast_to(X, (y.shape[0],) + X.shape)  # one design shared by K responses
+    if X.ndim == 1 and not batched:
+        X = X[:, None]
+    if X.ndim != want_x:
+        raise ValueError(f"X must have shape {'(K, n, d)' if batched else '(n, d)'}; got "
+                         f"{X.shape}." + (" For one dataset use fit()." if batched else
+                                          " For K datasets use fit_batch()."))
+    if y.shape != X.shape[:-1]:
+        raise ValueError(f"y must have shape {X.shape[:-1]} (one response per row of X); got "
+                         f"{y.shape}.")
+    d = X.shape[-1]
+    if feature_names is not None:
+        feature_names = tuple(str(f) for f in feature_names)
+        if len(feature_names) != d:
+            raise ValueError(f"feature_names has {len(feature_names)} names but X has {d} "
+                             "columns; give one name per column.")
+        names = feature_names
+    if names is None:
+        names = tuple(f"x{j + 1}" for j in range(d))
+
+    w = None
+    if weights is not None:
+        w = xp.asarray(weights, dtype=np.dtype(dtype))
+        if w.shape != y.shape:
+            raise ValueError(f"weights must have the shape of y, {y.shape}; got {w.shape}.")
+    off = xp.zeros(y.shape, dtype=np.dtype(dtype))
+    if offset is not None:
+        off = off + xp.asarray(offset, dtype=np.dtype(dtype))
+    if exposure is not None:
+        if not model.log_link:
+            raise ValueError(f"exposure= needs a log link (Poisson, NegativeBinomial, Gamma with "
+                             f"link='log'); {model.describe()} does not have one. Pass "
+                             "offset= instead.")
+        e = xp.asarray(exposure, dtype=np.dtype(dtype))
+        if not traced and not np.all(e > 0):
+            raise ValueError("exposure must be strictly positive (it enters as log(exposure)).")
+        off = off + xp.log(e)
+    if off.shape != y.shape:
+        raise ValueError(f"offset/exposure must have the shape of y, {y.shape}; got "
+                         f"{off.shape}.")
+
+    add = model.intercept
+    if add and not traced:
+        # A column constant (and non-zero) within every dataset already is the intercept.
+        has_const = np.any((np.ptp(X, axis=-2) == 0) & (X[..., 0, :] != 0), axis=-1)
+        add = not np.all(has_const)
+    if add:
+        X = xp.concatenate([xp.ones(X.shape[:-1] + (1,), dtype=np.dtype(dtype)), X], axis=-1)
+        names = ("const",) + names
+    if not traced:
+        _check_design(model, X, y, w, off, names, batched)
+    to_j = (lambda a: a) if traced else (lambda a: None if a is None else jnp.asarray(a))
+    return Design(to_j(X), to_j(y), to_j(off), to_j(w), names, add, dtype, batched)
+
+
+def _check_design(model, X, y, w, off, names, batched):
+    X3 = X if batched else X[None]
+    y2 = y if batched else y[None]
+    w2 = np.ones_like(y2) if w is None else (w if batched else w[None])
+    o2 = off if batched else off[None]
+    for what, arr in (("X", X3), ("y", y2), ("offset/exposure", o2), ("weights", w2)):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{what} contains {int(np.sum(~np.isfinite(arr)))} NaN or infinite "
+                             "value(s); remove or impute them (or give those rows weight 0 and "
+                             "finite placeholders).")
+    if np.any(w2 < 0):
+        raise ValueError("weights must be non-negative.")
+    inside = w2 > 0
+    n_eff = inside.sum(axis=1)
+    p = X3.shape[-1] + model.n_extra_params()
+    small = n_eff < p
+    if np.any(small):
+        raise ValueError(f"{int(n_eff[small].min())} observations but {p} parameters"
+                         f"{_where(small, batched)}: n must be at least the number of "
+                         "parameters; drop columns or add data.")
+    model.check_y(y2, inside, batched)
+    # Linearly dependent columns: the coefficients are not identified.
+    Xm = X3 * inside[..., None]
+    ranks = np.linalg.matrix_rank(Xm)
+    deficient = ranks < X3.shape[-1]
+    if np.any(deficient):
+        k = int(np.flatnonzero(deficient)[0])
+        dep = _dependent_columns(Xm[k])
+        raise ValueError(f"the columns of X are linearly dependent{_where(deficient, batched)}: "
+                         f"{', '.join(repr(names[j]) for j in dep)} "
+                         f"{'is a combination' if len(dep) == 1 else 'are combinations'} of the "
+                         "columns before; their coefficients are not identified. Drop them.")
+    model.check_separation(X3, y2, inside, names, batched)
+
+
+def _dependent_columns(X: np.ndarray) -> list[int]:
+    dep, rank = [], 0
+    for j in range(X.shape[1]):
+        r = np.linalg.matrix_rank(X[:, [i for i in range(j + 1) if i not in dep]])
+        if r <= rank:
+            dep.append(j)
+        else:
+            rank = r
+    return dep
+
+
+# ------------------------------------------------------------------------ the model
+
+
+class Model:
+    """Abstract base of the design-matrix regressions (``fit``, ``fit_batch``, ``predict``)."""
+
+    intercept: bool = True
+    log_link: bool = False
+
+    # --- the pieces each model supplies ---------------------------------------------------
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def constraints(self) -> dict:
+        return {}
+
+    def loglik_fn(self) -> Callable:
+        raise NotImplementedError
+
+    def start(self, X, y, offset, w) -> dict:
+        raise NotImplementedError
+
+    def mean(self, params, X, offset) -> jax.Array:
+        raise NotImplementedError
+
+    def check_y(self, y: np.ndarray, inside: np.ndarray, batched: bool) -> None:
+        del y, inside, batched
+
+    def check_separation(self, X, y, inside, names, batched) -> None:
+        del X, y, inside, names, batched
+
+    def n_extra_params(self) -> int:
+        """Parameters beyond the coefficients (sigma, alpha, shape, df)."""
+        return 0
+
+    def extra_data(self, dtype) -> dict:
+        """Static-shaped values the log-likelihood reads from ``data`` (a fixed ``df``), so
+        models differing only in them share one compiled program."""
+        del dtype
+        return {}
+
+    def coef_of(self, params) -> jax.Array:
+        return params["beta"]
+
+    def extra_of(self, res: FitResult, design: Design, warn: bool) -> dict:
+        """Model-specific results computed after the fit (on concrete values)."""
+        del res, design, warn
+        return {}
+
+    def summary_extra(self, res: RegressionResult) -> str:
+        del res
+        return ""
+
+    # --- shared machinery -------------------------------------------------------------------
+    def fit(self, X: Any, y: Any, *, weights: Any = None, offset: Any = None,
+            exposure: Any = None, feature_names: Any = None, method: str = "newton",
+            max_steps: int | None = None, warn: bool = True) -> RegressionResult:
+        """Maximum-likelihood fit of one dataset: ``X`` ``(n, d)`` (or a DataFrame), ``y``
+        ``(n,)``; ``offset`` is added to the linear predictor, ``exposure`` adds its log."""
+        design = make_design(self, X, y, weights=weights, offset=offset, exposure=exposure,
+                             feature_names=feature_names, batched=False)
+        return self._run(design, method=method, max_steps=max_steps, warn=warn)
+
+    def fit_batch(self, X: Any, y: Any, *, weights: Any = None, offset: Any = None,
+                  exposure: Any = None, feature_names: Any = None, method: str = "newton",
+                  max_steps: int | None = None, warn: bool = True) -> RegressionResult:
+        """K fits in one compiled program: ``X`` ``(K, n, d)`` (or one ``(n, d)`` shared by
+        all), ``y`` ``(K, n)``; ragged datasets through ``weights`` (0 for padding rows)."""
+        design = make_design(self, X, y, weights=weights, offset=offset, exposure=exposure,
+                             feature_names=feature_names, batched=True)
+        return self._run(design, method=method, max_steps=max_steps, warn=warn)
+
+    def _run(self, design: Design, *, method, max_steps, warn) -> RegressionResult:
+        X, y, off, w = design.X, design.y, design.offset, design.weights
+        wfill = jnp.ones_like(y) if w is None else w
+        init = _start_program(self, design.batched)(X, y, off, wfill)
+        data = {"X": X, "y": y, "offset": off}
+        for key, val in self.extra_data(design.dtype).items():
+            data[key] = jnp.broadcast_to(val, (y.shape[0],) + val.shape) if design.batched \
+                else val
+        kw = dict(constraints=self.constraints(), weights=w, method=method,
+                  max_steps=max_steps, warn=warn)
+        if design.batched:
+            res = fit_batch(self.loglik_fn(), init, data, init_batched=True, **kw)
+        else:
+            res = fit(self.loglik_fn(), init, data, **kw)
+        res = dataclasses.replace(res, param_names=self._labels(res.param_names, design.names))
+        extra = self.extra_of(res, design, warn) if _concrete(res.params) else {}
+        return RegressionResult(res, extra, self, design.names, design.intercept_added)
+
+    def _labels(self, raw: tuple[str, ...], names: tuple[str, ...]) -> tuple[str, ...]:
+        key = "beta"
+        out = []
+        for r in raw:
+            if r.startswith(key + "[") and r.endswith("]"):
+                out.append(names[int(r[len(key) + 1:-1])])
+            else:
+                out.append(r)
+        return tuple(out)
+
+    def predict(self, res: RegressionResult, X, *, offset=None, exposure=None) -> jax.Array:
+        if _is_frame(X):
+            X = X.to_numpy()
+        dtype = jnp.result_type(res.coef)
+        X = jnp.asarray(X, dtype)
+        if X.ndim == 1:
+            X = X[:, None]
+        if res.intercept_added:
+            X = jnp.concatenate([jnp.ones(X.shape[:-1] + (1,), dtype), X], axis=-1)
+        p = res.coef.shape[-1]
+        if X.shape[-1] != p:
+            hint = " (without the const column, which predict adds)" if res.intercept_added \
+                else ""
+            raise ValueError(f"X has {X.shape[-1]} columns but the model has {p} coefficients "
+                             f"({', '.join(res.feature_names)}); pass the columns used in fit"
+                             f"{hint}.")
+        off = jnp.zeros(X.shape[:-1], dtype)
+        if offset is not None:
+            off = off + jnp.asarray(offset, dtype)
+        if exposure is not None:
+            off = off + jnp.log(jnp.asarray(exposure, dtype))
+        if not res.is_batch:
+            return self.mean(res.params, X, off)
+        k = res.coef.shape[0]
+        if X.ndim == 2:
+            X = jnp.broadcast_to(X, (k,) + X.shape)
+        off = jnp.broadcast_to(off, X.shape[:-1])
+        return jax.vmap(self.mean)(res.params, X, off)
+
+
+@functools.lru_cache(maxsize=None)
+def _start_program(model: Model, batched: bool) -> Callable:
+    """The model's starting values as one compiled program (cached per model and layout)."""
+    return jax.jit(jax.vmap(model.start) if batched else model.start)
+
+
+def separation_flags(beta, design: Design, warn: bool) -> jax.Array:
+    """Post-fit detection of the separation that a single column does not reveal.
+
+    Fitted probabilities numerically 0 or 1 that match the observed labels, with a
+    coefficient far from zero on the scale of its column, mean the likelihood still rises
+    along a direction of the coefficients: the MLE does not exist (quasi-complete
+    separation). Returns one flag per fit and warns, naming the coefficient that diverges
+    (the largest ``|beta_j| sd(x_j)``).
+    """
+    eps = float(jnp.finfo(design.dtype).eps)
+    thr = -math.log(eps) / 2.0 + 2.0   # |eta| beyond which p is within ~sqrt(eps) of 0 or 1
+    X = np.asarray(design.X, np.float64)
+    y = np.asarray(design.y)
+    w = np.ones_like(y) if design.weights is None else np.asarray(design.weights)
+    off = np.asarray(design.offset, np.float64)
+    beta = np.asarray(beta, np.float64)
+    if not design.batched:
+        X, y, w, off, beta = X[None], y[None], w[None], off[None], beta[None]
+    eta = np.einsum("knd,kd->kn", X, beta) + off
+    inside = w > 0
+    perfect = inside & (((y == 1) & (eta > thr)) | ((y == 0) & (eta < -thr)))
+    mean = np.sum(X * inside[..., None], axis=1) / np.maximum(inside.sum(1), 1)[:, None]
+    var = np.sum(((X - mean[:, None, :]) ** 2) * inside[..., None], axis=1)
+    sd = np.sqrt(var / np.maximum(inside.sum(1), 1)[:, None])
+    sd = np.where(sd > 0, sd, 1.0)
+    size = np.abs(beta) * sd
+    flagged = perfect.any(axis=1) & (size.max(axis=1) > 8.0)
+    if warn and np.any(flagged):
+        k = int(np.flatnonzero(flagged)[0])
+        j = int(np.argmax(size[k]))
+        warnings.warn(
+            f"perfect or quasi-perfect separation{_where(flagged, design.batched)}: "
+            f"{int(perfect[k].sum())} observation(s) are predicted with probability "
+            f"numerically 0 or 1, and the coefficient of {design.names[j]!r} diverges "
+            f"(estimate {beta[k, j]:.4g}, growing without bound): the MLE does not exist. "
+            "Drop or merge the separating variable, or use a penalised fit.",
+            SeparationWarning, stacklevel=4)
+    return jnp.asarray(flagged if design.batched else flagged[0])
