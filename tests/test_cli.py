@@ -1,0 +1,130 @@
+"""The command line, run in-process on tiny generated CSV files."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mlejax.cli import main, parse_formula, CLIError
+
+N = 40
+
+
+@pytest.fixture(scope="module")
+def csv_path(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    x = rng.gamma(2.0, 3.0, N)
+    a = rng.normal(size=N)
+    b = rng.normal(size=N) + np.r_[np.zeros(N // 2), np.full(N // 2, 5.0)]
+    x1, x2 = rng.normal(size=N), rng.normal(size=N)
+    y = (rng.uniform(size=N) < 1 / (1 + np.exp(-(0.3 + x1 - x2)))).astype(int)
+    path = tmp_path_factory.mktemp("cli") / "d.csv"
+    rows = ["x,a,b,x1,x2,y,label"] + [f"{x[i]},{a[i]},{b[i]},{x1[i]},{x2[i]},{y[i]},r{i}"
+                                      for i in range(N)]
+    path.write_text("\n".join(rows) + "\n")
+    missing = path.with_name("missing.csv")
+    rows[3] = "," + rows[3].split(",", 1)[1]          # data row 3: x missing
+    rows[7] = "NA," + rows[7].split(",", 1)[1]        # data row 7: x missing
+    missing.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_fit_table_json_and_plot(csv_path, capsys, tmp_path):
+    assert main(["fit", str(csv_path), "--column", "x", "--dist", "gamma"]) == 0
+    assert "CONVERGED" in capsys.readouterr().out
+    png = tmp_path / "fit.png"
+    assert main(["fit", str(csv_path), "--column", "x", "--dist", "gamma", "--json",
+                 "--plot", str(png)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["converged"] and set(out["params"]) == {"shape", "scale"}
+    assert png.stat().st_size > 5000
+
+
+def test_bad_column_lists_the_columns(csv_path, capsys):
+    assert main(["fit", str(csv_path), "--column", "z", "--dist", "gamma"]) == 2
+    err = capsys.readouterr().err
+    assert "'z' is not in" in err and "x, a, b, x1, x2, y, label" in err
+
+
+def test_missing_values_reported_then_dropped(csv_path, capsys):
+    path = str(csv_path.with_name("missing.csv"))
+    assert main(["fit", path, "--column", "x", "--dist", "gamma"]) == 2
+    err = capsys.readouterr().err
+    assert "rows 3, 7" in err and "--dropna" in err
+    assert main(["fit", path, "--column", "x", "--dist", "gamma", "--dropna", "--json"]) == 0
+    cap = capsys.readouterr()
+    assert "dropped" in cap.err and json.loads(cap.out)["nobs"] == N - 2
+
+
+def test_errors_exit_nonzero(csv_path, capsys):
+    assert main(["fit", str(csv_path), "--column", "label", "--dist", "gamma"]) == 2
+    assert "not numeric" in capsys.readouterr().err
+    assert main(["fit", str(csv_path), "--column", "a", "--dist", "gamma"]) == 2
+    assert "gamma" in capsys.readouterr().err            # negative data: outside the support
+    assert main(["fit", str(csv_path), "--column", "x", "--dist", "nope"]) == 2
+    assert main(["fit", "/nonexistent.csv", "--column", "x", "--dist", "gamma"]) == 2
+
+
+def test_compare_ranks(csv_path, capsys):
+    assert main(["compare", str(csv_path), "--column", "x",
+                 "--candidates", "gamma,exponential"]) == 0
+    out = capsys.readouterr().out
+    assert "ranked by AIC" in out and "best:" in out
+
+
+def test_gmm_and_plot(csv_path, capsys, tmp_path):
+    png = tmp_path / "gmm.png"
+    assert main(["gmm", str(csv_path), "--columns", "a,b", "--components", "2",
+                 "--n-init", "2", "--plot", str(png)]) == 0
+    assert "component" in capsys.readouterr().out and png.stat().st_size > 5000
+
+
+def test_regress_formula(csv_path, capsys):
+    assert main(["regress", str(csv_path), "--formula", "y ~ x1 + x2",
+                 "--family", "logistic", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert list(out["coefficients"]) == ["const", "x1", "x2"] and out["converged"]
+    assert main(["regress", str(csv_path), "--formula", "y ~ x1 + q",
+                 "--family", "logistic"]) == 2
+    assert "'q' is not in" in capsys.readouterr().err
+
+
+def test_not_converged_exits_1_with_reason(csv_path, capsys, monkeypatch):
+    import mlejax as mj
+    real = mj.models.Logistic.fit
+    monkeypatch.setattr(mj.models.Logistic, "fit",
+                        lambda self, *a, **k: real(self, *a, **{**k, "max_steps": 1}))
+    assert main(["regress", str(csv_path), "--formula", "y ~ x1 + x2",
+                 "--family", "logistic"]) == 1
+    assert "did not converge: not converged: max_steps" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("formula, want", [
+    ("y ~ x1 + x2", ("y", ["x1", "x2"], True)),
+    ("y ~ x1 - 1", ("y", ["x1"], False)),
+    ("y ~ 0 + x1", ("y", ["x1"], False)),
+    ("y~x1+1", ("y", ["x1"], True)),
+    ("y ~ 1", ("y", [], True)),
+])
+def test_parse_formula(formula, want):
+    assert parse_formula(formula) == want
+
+
+@pytest.mark.parametrize("bad", ["y", "y ~ x1 x2", "y ~ x1 +", "y ~ x1 - x2", "y ~ x + x",
+                                 "y ~ - 1"])
+def test_parse_formula_errors(bad):
+    with pytest.raises(CLIError, match="formula"):
+        parse_formula(bad)
+
+
+@pytest.mark.parametrize("cmd", ["demo", "fit", "compare", "gmm", "regress"])
+def test_every_help_shows_an_example(cmd, capsys):
+    assert main([cmd, "--help"]) == 0
+    assert "example:\n  mlejax " + cmd in capsys.readouterr().out
+
+
+def test_demo_small(capsys):
+    # Without --plot-dir: each plot is rendered by tests/test_plot.py already.
+    assert main(["demo", "--n", "60", "--k", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "Logistic regression" in out and "batch of 8 fits" in out
