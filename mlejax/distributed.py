@@ -8,13 +8,12 @@ process 0 included, holds all K. No networking of our own.
 
 Recipe (see ``examples/distributed_fit.py``)::
 
-    # on CPU hosts, choose a cross-process collectives backend before initialising
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # On CPU hosts the script first sets JAX's option jax_cpu_collectives_implementation
+    # to "gloo" (a cross-process collectives backend), then initialises:
     jax.distributed.initialize(coordinator_address="10.0.0.1:1234",
                                num_processes=N, process_id=i)
     res = mj.distributed.fit_batch_distributed(loglik, init, data, **fit_batch_options)
-    if jax.process_index() == 0:
-        print(res.summary())
+    report = res.summary() if jax.process_index() == 0 else None
 """
 
 from __future__ import annotations
