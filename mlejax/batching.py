@@ -488,9 +488,9 @@ def fit_many(loglik_fn, init, data, *, weights, init_batched: bool, key, chunk_s
             padded[length] = (_stack([p[0] for p in parts]), np.stack([p[1] for p in parts]))
         first_len = next(iter(groups))
         d0, w0 = padded[first_len]
-        cfg, _, _, _, _ = prepare(probe_init([groups[first_len][0]]),
+        cfg, start0, _, _, _ = prepare(probe_init([groups[first_len][0]]),
                                   jax.tree_util.tree_map(lambda x: x[:1], d0), w0[:1])
-        start = full_start(cfg)
+        start = start0 if callable(init) else full_start(cfg)
         streamer = Streamer(cfg, key, chunk_size=1, repack=repack, devices=devices,
                             progress=progress, checkpoint=checkpoint, n_total=k,
                             first_index=first_index)
@@ -514,8 +514,8 @@ def fit_many(loglik_fn, init, data, *, weights, init_batched: bool, key, chunk_s
             raise ValueError("the generator of chunks yielded nothing.")
         n_first = V.batch_size_of(first, None)
         size = round_up(chunk_size or n_first)
-        cfg, _, _, _, _ = prepare(init, first, None)
-        start = full_start(cfg)
+        cfg, start0, _, _, _ = prepare(init, first, None)
+        start = start0 if callable(init) else full_start(cfg)
         streamer = Streamer(cfg, key, chunk_size=size, repack=repack, devices=devices,
                             progress=progress, checkpoint=checkpoint, n_total=None,
                             first_index=first_index)
@@ -526,10 +526,10 @@ def fit_many(loglik_fn, init, data, *, weights, init_batched: bool, key, chunk_s
         k = V.batch_size_of(data, weights)
         size = round_up(min(chunk_size or k, k))
         rows = np.arange(min(size, k))
-        cfg, _, _, _, _ = prepare(
+        cfg, start0, _, _, _ = prepare(
             probe_init(rows), jax.tree_util.tree_map(lambda x: np.asarray(x[:rows.size]), data),
             None if weights is None else np.asarray(weights[:rows.size]))
-        start = full_start(cfg)
+        start = start0 if callable(init) else full_start(cfg)
         w = None if weights is None else weights
         streamer = Streamer(cfg, key, chunk_size=size, repack=repack, devices=devices,
                             progress=progress, checkpoint=checkpoint, n_total=k,

@@ -178,3 +178,14 @@ def test_sharded_over_four_host_devices():
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "sharded ok" in out.stdout
+
+
+def test_init_function_with_streaming(xs):
+    def init_fn(k):
+        return {"mu": jax.random.normal(k), "sigma": 1.0 + jax.random.uniform(k)}
+
+    key = jax.random.key(4)
+    ref = mj.fit_batch(normal_loglik, init_fn, xs[:16], constraints=CONS, restarts=2, key=key)
+    res = mj.fit_batch(normal_loglik, init_fn, xs[:16], constraints=CONS, restarts=2, key=key,
+                       chunk_size=8, repack=3)
+    assert close(res.restarts.params["mu"], ref.restarts.params["mu"])
