@@ -34,7 +34,7 @@ import numpy as np
 
 from mlejax import _validate as V
 from mlejax._loop import default_tolerances, iterate
-from mlejax.status import Status, message
+from mlejax.status import Status, messages
 
 __all__ = ["KMeansResult", "kmeans", "kmeans_plusplus"]
 
@@ -141,10 +141,7 @@ class KMeansResult:
 
     @property
     def message(self) -> str | list[str]:
-        codes = np.asarray(self.status)
-        if codes.ndim == 0:
-            return message(int(codes))
-        return [message(int(c)) for c in codes.ravel()]
+        return messages(self.status)
 
 
 jax.tree_util.register_dataclass(

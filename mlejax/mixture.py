@@ -56,7 +56,7 @@ from mlejax.em import em_iterate, em_tolerance, observed_cov, refit_context
 from mlejax.fit import FitWarning, Problem, _make_problem
 from mlejax.kmeans import check_matrix, kmeans_plusplus, lloyd
 from mlejax.result import FitResult
-from mlejax.status import Status, message
+from mlejax.status import Status, messages
 
 __all__ = ["BernoulliMixture", "GaussianMixture", "MixtureResult", "PoissonMixture"]
 
@@ -110,10 +110,7 @@ class MixtureResult:
 
     @property
     def message(self) -> str | list[str]:
-        codes = np.asarray(self.status)
-        if codes.ndim == 0:
-            return message(int(codes))
-        return [message(int(c)) for c in codes.ravel()]
+        return messages(self.status)
 
     @property
     def is_batch(self) -> bool:

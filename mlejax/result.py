@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlejax.status import Status, message
+from mlejax.status import Status, message, messages
 
 __all__ = ["FitContext", "FitResult"]
 
@@ -68,10 +68,7 @@ class FitResult:
     @property
     def message(self) -> str | list[str]:
         """The status message (a list of them for a batch)."""
-        codes = np.asarray(self.status)
-        if codes.ndim == 0:
-            return message(int(codes))
-        return [message(int(c)) for c in codes.ravel()]
+        return messages(self.status)
 
     @property
     def aic(self) -> jax.Array:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["Status", "message"]
+__all__ = ["Status", "message", "messages"]
 
 
 class Status(enum.IntEnum):
@@ -42,3 +42,13 @@ _MESSAGES = {
 def message(code: int) -> str:
     """The human-readable message of a status code."""
     return _MESSAGES[Status(int(code))]
+
+
+def messages(status) -> str | list[str]:
+    """The message of a status code, or the list of messages of a batch of them."""
+    import numpy as np
+
+    codes = np.asarray(status)
+    if codes.ndim == 0:
+        return message(int(codes))
+    return [message(int(c)) for c in codes.ravel()]
