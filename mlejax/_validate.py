@@ -108,6 +108,22 @@ def as_float_leaves(init: Any, names: list[str]) -> tuple[list[jax.Array], Any]:
     return [jnp.asarray(x, dtype) for x in leaves], dtype
 
 
+def check_params(init: Any, constraints: Any):
+    """Every check of ``init`` against ``constraints``: one constraint per leaf, floating
+    leaves of one dtype, finite values inside their constraints.
+
+    Returns ``(names, leaves, dtype, treedef, constraints_per_leaf)``.
+    """
+    names = leaf_names(init)
+    leaves, dtype = as_float_leaves(init, names)
+    treedef = jax.tree_util.tree_structure(init)
+    cons = broadcast_constraints(constraints, init)
+    if len(cons) != len(leaves):
+        raise ValueError("constraints must be a pytree prefix of init.")
+    check_init_values(leaves, cons, names)
+    return names, leaves, dtype, treedef, cons
+
+
 def check_init_values(leaves, constraints, names) -> None:
     for name, x, c in zip(names, leaves, constraints):
         if not is_concrete(x):

@@ -370,13 +370,7 @@ def em(joint_loglik_fn: Callable, init: Any, data: Any = None, *,
     if ftol is not None and not float(ftol) >= 0:
         raise ValueError(f"ftol must be >= 0; got {ftol}.")
 
-    names = V.leaf_names(init)
-    leaves, dtype = V.as_float_leaves(init, names)
-    treedef = jax.tree_util.tree_structure(init)
-    cons = V.broadcast_constraints(constraints, init)
-    if len(cons) != len(leaves):
-        raise ValueError("constraints must be a pytree prefix of init.")
-    V.check_init_values(leaves, cons, names)
+    names, leaves, dtype, treedef, cons = V.check_params(init, constraints)
     V.check_data_finite(data)
     if weights is not None:
         weights = jnp.asarray(weights, dtype)

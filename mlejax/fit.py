@@ -303,18 +303,11 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
     if batched:
         k_batch = V.batch_size_of(data, weights)
         if init_batched:
-            V.batch_size_of(init, None, "init")
             if V.batch_size_of(init, None, "init") != k_batch:
                 raise ValueError(f"init_batched=True: init's leading size must equal the "
                                  f"number of datasets {k_batch}.")
 
-    names = V.leaf_names(init)
-    leaves, dtype = V.as_float_leaves(init, names)
-    treedef = jax.tree_util.tree_structure(init)
-    cons = V.broadcast_constraints(constraints, init)
-    if len(cons) != len(leaves):
-        raise ValueError("constraints must be a pytree prefix of init.")
-    V.check_init_values(leaves, cons, names)
+    names, leaves, dtype, treedef, cons = V.check_params(init, constraints)
     if check_finite:
         V.check_data_finite(data, batched=batched)
     if weights is not None:
