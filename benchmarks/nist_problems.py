@@ -24,6 +24,7 @@ For every other problem ``Problem.y is Problem.y_raw`` and ``Problem.x`` has sha
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from dataclasses import dataclass
@@ -356,6 +357,69 @@ def lre(est, cert) -> np.ndarray:
         out = -np.log10(err / denom)
     out = np.where(np.isnan(out), 0.0, out)
     return np.clip(out, 0.0, 15.0)
+
+
+def _block_permutations(*blocks):
+    """Every relabelling of interchangeable parameter blocks (equal-length index tuples),
+    the identity excluded."""
+    def make(order):
+        src = [i for blk in order for i in blk]
+        dst = [i for blk in blocks for i in blk]
+
+        def image(b):
+            out = np.array(b, dtype=np.float64, copy=True)
+            out[dst] = np.asarray(b, dtype=np.float64)[src]
+            return out
+        return image
+    return [make(order) for order in itertools.permutations(blocks) if order != blocks]
+
+
+def _flip(*idx):
+    """A sign change of the parameters at ``idx`` that leaves the model unchanged."""
+    def image(b):
+        out = np.array(b, dtype=np.float64, copy=True)
+        out[list(idx)] = -out[list(idx)]
+        return out
+    return image
+
+
+def _compose(f, g):
+    return lambda b: f(g(b))
+
+
+# Exact symmetries of the model functions: relabellings of interchangeable terms and sign
+# changes under which f(b, x) is identical for every x. A fit that lands on such an image of
+# the certified values has found the same maximum of the likelihood (same fitted curve, same
+# RSS); NIST certifies one labelling. The sums of exponentials can be relabelled (Lanczos:
+# three terms; MGH17: two), the two Gaussian peaks of Gauss1-3 as well (and each width enters
+# squared), and Eckerle4's (b1/b2) exp(-((x-b3)/b2)^2/2) is unchanged by (b1, b2) -> (-b1, -b2).
+_LANCZOS = _block_permutations((0, 1), (2, 3), (4, 5))
+_GAUSS_FLIPS = [lambda b: np.array(b, dtype=np.float64), _flip(4), _flip(7), _flip(4, 7)]
+_GAUSS = _GAUSS_FLIPS[1:] + [_compose(fl, sw) for sw in _block_permutations((2, 3, 4), (5, 6, 7))
+                             for fl in _GAUSS_FLIPS]
+SYMMETRIES: dict[str, list[Callable]] = {
+    "Lanczos1": _LANCZOS, "Lanczos2": _LANCZOS, "Lanczos3": _LANCZOS,
+    "Gauss1": _GAUSS, "Gauss2": _GAUSS, "Gauss3": _GAUSS,
+    "MGH17": _block_permutations((1, 3), (2, 4)),
+    "Eckerle4": [_flip(0, 1)],
+}
+
+
+def lre_modulo_symmetry(prob: "Problem", est) -> tuple[np.ndarray, bool]:
+    """LRE of ``est`` against the certified values or the best of their exact symmetric
+    images (see ``SYMMETRIES``), and whether an image (not the certified labelling) was used.
+
+    The image is compared only where it is an exact symmetry of the model, so a relabelled
+    estimate is the same fitted curve; the benchmark table marks such fits "relabelled".
+    """
+    est = np.asarray(est, dtype=np.float64)
+    best = lre(est, prob.cert)
+    relabelled = False
+    for image in SYMMETRIES.get(prob.name, []):
+        cand = lre(est, image(np.asarray(prob.cert, dtype=np.float64)))
+        if cand.min() > best.min():
+            best, relabelled = cand, True
+    return best, relabelled
 
 
 if __name__ == "__main__":  # quick self-check: RSS at the certified values

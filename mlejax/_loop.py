@@ -17,7 +17,8 @@ Stopping tests, with ``s = scaled_grad_norm(u, f, g)`` (see ``_numerics``):
   predicted gain below rounding on a negative-definite Hessian);
 * a step that could make no progress (``progress=False``: the line search or damping found no
   increase) counts as converged when ``s <= loose``, the gradient being at the noise floor,
-  and as ``LINESEARCH_FAILED`` otherwise;
+  and as ``LINESEARCH_FAILED`` otherwise; a rejected trust-region trial that shrank the
+  region (``STEP_RETRY``) keeps the loop running from the same point;
 * a gradient-free solver (EM) converges when a step changes ``f`` by at most
   ``ftol * max(|f|, 1)``, or can make no progress;
 * a non-finite log-likelihood or gradient stops with ``NONFINITE`` and keeps the last finite
@@ -53,6 +54,7 @@ class Solver(Protocol):
 STEP_NO_PROGRESS = 0   # no acceptable step was found; the state is unchanged
 STEP_PROGRESS = 1      # an accepted step
 STEP_AT_OPTIMUM = 2    # an accepted step after which the solver's own test says: converged
+STEP_RETRY = 3         # no move, but the solver's state changed (a trust region shrank): go on
 
 
 class LoopState(NamedTuple):
@@ -109,7 +111,8 @@ def advance(solver: Solver, state: LoopState, *, max_steps: int, gtol: float, ft
         old = c.solver_state
         new, code = solver.step(old)
         code = jnp.asarray(code).astype(jnp.int32)
-        progress = code >= STEP_PROGRESS
+        progress = (code == STEP_PROGRESS) | (code == STEP_AT_OPTIMUM)
+        retry = code == STEP_RETRY
         step = c.step + 1
         finite = jnp.isfinite(new.f) & jnp.all(jnp.isfinite(new.g))
         small_change = jnp.abs(new.f - old.f) <= ftol * jnp.maximum(jnp.abs(new.f), 1.0)
@@ -127,10 +130,11 @@ def advance(solver: Solver, state: LoopState, *, max_steps: int, gtol: float, ft
                               jnp.int32(Status.LINESEARCH_FAILED))
             status = jnp.where(
                 ~finite, jnp.int32(Status.NONFINITE),
-                jnp.where(~progress, stuck,
-                          jnp.where(converged, jnp.int32(Status.CONVERGED), running)))
+                jnp.where(retry, running,
+                          jnp.where(~progress, stuck,
+                                    jnp.where(converged, jnp.int32(Status.CONVERGED), running))))
         # A non-finite or failed step leaves the last good state in place.
-        keep_old = (~finite) | (~progress)
+        keep_old = (~finite) | ((~progress) & (~retry))
         solver_state = jax.tree_util.tree_map(lambda a, b: jnp.where(keep_old, a, b), old, new)
         idx = jnp.minimum(step, trace_len - 1)
         trace = c.trace.at[idx].set(jnp.where(step < trace_len, solver_state.f, c.trace[idx]))

@@ -1,26 +1,36 @@
-"""Damped Newton-Raphson with the exact autodiff Hessian (Levenberg-Marquardt damping).
+"""Newton-Raphson with the exact autodiff Hessian, globalised by a scaled trust region.
 
-With ``A = -H`` the negative Hessian of the log-likelihood ``f``, ``g`` its gradient and
-``S = diag(|A_ii|)^(-1/2)`` (Jacobi scaling, so nothing depends on the units of the
-parameters), write ``S A S = V W V^T``. Each step is
+With ``A = -H`` the negative Hessian of the log-likelihood ``f`` at ``u`` and ``g`` its
+gradient, each step maximises the quadratic model ``m(d) = g.d - d.A.d / 2`` inside the
+ellipsoid ``||D d|| <= radius`` (Nocedal & Wright, ch. 4; Moré & Sorensen 1983). ``D`` is
+MINPACK's scaling: the square root of ``|diag A|``, the largest seen so far, so the region
+is measured in units that do not depend on how the parameters are scaled. Writing
+``D^-1 A D^-1 = V W V^T`` once per step, the model's maximiser is
 
-    d = S V (|W| + lam I)^(-1) V^T S g
+    d = D^-1 V (W + lam I)^-1 V^T D^-1 g,   lam >= max(0, -w_min),
 
-and is accepted only if ``f(u + d) >= f(u)``: every accepted step increases the
-log-likelihood (up to rounding, once the predicted gain ``g.d`` is itself below rounding).
-With ``lam = 0`` and ``A`` positive definite this is the pure Newton step (quadratic
-convergence near the optimum). Where ``A`` is indefinite (far from the optimum, near a
-saddle) the absolute eigenvalues keep ``d`` an ascent direction whose length follows the
-curvature. Every step tries ``lam = 0`` first; a rejected trial moves to the damping that
-worked at the previous step, then multiplies it by 10 per try (large ``lam`` gives a short,
-scaled gradient step); the damping that worked is divided by 10 and carried forward.
+with ``lam = 0`` (the pure Newton step) when ``A`` is positive definite and that step fits
+the region, and otherwise the ``lam`` that puts the step on the boundary (a few Newton
+iterations on the secular equation ``1/||d(lam)|| = 1/radius``; in the "hard case", where the
+gradient has no component along the most negative curvature, that eigenvector is added to
+reach the boundary). Unlike a modified Newton step this still moves where ``A`` is
+indefinite (far from the optimum, near a saddle): along negative curvature of ``-f`` the
+model rises to the boundary.
+
+The trial point's value, gradient and Hessian come from one forward-over-reverse pass. The
+step is accepted when the actual gain is a fair fraction of the predicted gain (ratio
+``rho > 1e-4``), so every accepted step increases the log-likelihood; the region grows after
+a very good step on its boundary and shrinks after a poor or rejected one. A rejected trial
+leaves the point where it was (``STEP_RETRY``): the loop goes on with the smaller region.
 
 The step reports the optimum itself when a full Newton step on a negative-definite Hessian
 predicts a gain below rounding: the point it reaches is the maximum to the precision of the
-dtype even where the gradient is dominated by rounding.
+dtype even where the gradient is dominated by rounding (tiny residuals, cancellation).
 
 References:
-  Levenberg (1944), Marquardt (1963); Nocedal & Wright, Numerical Optimization, ch. 3 and 10.
+  Nocedal & Wright, Numerical Optimization (2006), ch. 4; Moré & Sorensen, "Computing a
+  trust region step" (1983); Moré, "The Levenberg-Marquardt algorithm: implementation and
+  theory" (1978) for the scaling and the initial radius.
 """
 
 from __future__ import annotations
@@ -30,24 +40,66 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from mlejax._loop import STEP_AT_OPTIMUM, STEP_NO_PROGRESS, STEP_PROGRESS
+from mlejax._loop import STEP_AT_OPTIMUM, STEP_NO_PROGRESS, STEP_PROGRESS, STEP_RETRY
 from mlejax._numerics import nan_to_neginf, sym
 
-_MAX_TRIES = 40
-_LAM_MIN = 1e-6     # first non-zero damping
-_LAM_ZERO = 1e-10   # below this an accepted step resets damping to pure Newton
+_RADIUS_FACTOR = 100.0   # initial radius: 100 max(||D u0||, 1), as MINPACK
+_SECULAR_ITERS = 30      # Newton iterations on the secular equation (vector ops of size p)
+_ETA = 1e-4              # accept when the actual gain is at least this fraction of predicted
+DECREMENT_TOL = 0.0
 
 
 class NewtonState(NamedTuple):
     u: jax.Array
     f: jax.Array
     g: jax.Array
-    hess: jax.Array   # Hessian of f at u (negative definite near a maximum)
-    lam: jax.Array    # the Marquardt damping that last worked, where the next search resumes
+    hess: jax.Array    # Hessian of f at u (negative definite near a maximum)
+    radius: jax.Array  # trust-region radius, in the units of ``scale * d``
+    scale: jax.Array   # (p,) MINPACK scaling D: running maximum of sqrt|diag(-hess)|
+
+
+def _scale(a: jax.Array, previous: jax.Array | None) -> jax.Array:
+    """sqrt|diag A|, where finite and positive, kept at its running maximum."""
+    diag = jnp.sqrt(jnp.abs(jnp.diagonal(a)))
+    ok = jnp.isfinite(diag) & (diag > 0)
+    if previous is None:
+        typical = jnp.where(jnp.any(ok), jnp.max(jnp.where(ok, diag, 0.0)), 1.0)
+        return jnp.where(ok, diag, typical)
+    return jnp.where(ok, jnp.maximum(previous, diag), previous)
+
+
+def _boundary_multiplier(w, gv, radius):
+    """The ``lam`` of the trust-region step in eigen-coordinates, and whether the hard case
+    applies. ``w`` ascending eigenvalues of the scaled ``A``, ``gv`` the scaled gradient in
+    the eigenbasis. Returns ``lam >= max(0, -w[0])`` with ``||gv / (w + lam)|| <= radius``,
+    equal to ``radius`` unless the Newton step fits inside the region."""
+    dtype = w.dtype
+    tiny = jnp.finfo(dtype).tiny
+    eps = jnp.finfo(dtype).eps
+    lo = jnp.maximum(0.0, -w[0])
+    # Just above the pole: the smallest lam at which W + lam I is safely positive definite.
+    lam0 = lo + eps * jnp.maximum(jnp.max(jnp.abs(w)), tiny) + tiny
+
+    def norm_at(lam):
+        return jnp.sqrt(jnp.sum((gv / (w + lam)) ** 2))
+
+    def newton_iter(_, lam):
+        q = gv / (w + lam)
+        nq2 = jnp.sum(q * q)
+        nq = jnp.sqrt(nq2)
+        dq2 = jnp.sum(q * q / (w + lam))           # -(1/2) d||q||^2 / d lam
+        step = (nq2 / jnp.maximum(dq2, tiny)) * (nq - radius) / radius
+        nxt = lam + step
+        # Safeguard: never at or below the pole.
+        return jnp.where(jnp.isfinite(nxt), jnp.maximum(nxt, lo + 0.1 * (lam - lo)), lam)
+
+    lam = jax.lax.fori_loop(0, _SECULAR_ITERS, newton_iter, lam0)
+    hard = norm_at(lam0) <= radius   # even at the pole the step is inside: hard case
+    return jnp.where(hard, lam0, lam), hard
 
 
 class Newton:
-    """Damped Newton-Raphson ascent on an unconstrained objective ``fn(u) -> scalar``."""
+    """Trust-region Newton ascent on an unconstrained objective ``fn(u) -> scalar``."""
 
     stochastic = False
     gradient_free = False
@@ -68,79 +120,86 @@ class Newton:
 
     def init(self, u0):
         f, g, h = self._derivatives(u0)
-        return NewtonState(u0, f, g, h, jnp.zeros((), u0.dtype))
+        scale = _scale(-h, None)
+        radius = _RADIUS_FACTOR * jnp.maximum(jnp.linalg.norm(scale * u0), 1.0)
+        return NewtonState(u0, f, g, h, radius.astype(u0.dtype), scale.astype(u0.dtype))
 
     def step(self, state: NewtonState):
-        u, f, g = state.u, state.f, state.g
+        u, f, g, radius = state.u, state.f, state.g, state.radius
+        dtype = u.dtype
+        eps = jnp.finfo(dtype).eps
         a = -state.hess
-        # Jacobi scaling: the damped system is solved for z = d / s in units where A has a
-        # unit diagonal, so the damping and the eigenvalue test do not depend on the units of
-        # the parameters (a parameter of size 1e-4 next to one of size 1e3 is not frozen).
-        diag = jnp.abs(jnp.diagonal(a))
-        ok_diag = jnp.isfinite(diag) & (diag > 0)
-        typical = jnp.where(jnp.any(ok_diag), jnp.max(jnp.where(ok_diag, diag, 0.0)), 1.0)
-        s = 1.0 / jnp.sqrt(jnp.where(ok_diag, diag, typical))
-        w, v = jnp.linalg.eigh(a * s[:, None] * s[None, :])
-        gv = v.T @ (g * s)
+        scale = _scale(a, state.scale)
+        w, v = jnp.linalg.eigh(a / (scale[:, None] * scale[None, :]))
+        gv = v.T @ (g / scale)
         definite = w[0] > 0
-        # |eigenvalues|: along a direction of positive curvature of f (a saddle or a valley
-        # far from the optimum) the step still ascends, with length set by the curvature.
-        floor = jnp.finfo(u.dtype).eps * jnp.maximum(jnp.max(jnp.abs(w)), jnp.finfo(u.dtype).tiny)
-        absw = jnp.maximum(jnp.abs(w), floor)
+        # Eigenvalues below rounding of the largest are taken at that floor in the Newton
+        # step (an ill-conditioned but definite Hessian, as on zero-residual problems).
+        w_floor = eps * jnp.maximum(jnp.max(jnp.abs(w)), jnp.finfo(dtype).tiny)
         # Below this predicted gain the change in f is lost in rounding.
-        noise = 16.0 * jnp.finfo(u.dtype).eps * jnp.maximum(jnp.abs(f), 1.0)
+        noise = 16.0 * eps * jnp.maximum(jnp.abs(f), 1.0)
 
-        # The pure Newton step's predicted gain is below rounding: we are at the maximum.
-        floor0 = definite & (jnp.sum(gv * gv / absw) <= noise)
+        newton_c = gv / jnp.maximum(w, w_floor)
+        newton_fits = definite & (jnp.sqrt(jnp.sum(newton_c ** 2)) <= radius)
+        # The pure Newton step's predicted gain (half the squared Newton decrement) is below
+        # rounding, or below eps^(3/4) in log-likelihood units (the optimum is then within
+        # about 1e-6 standard errors in float64): the point is the maximum.
+        floor0 = definite & (0.5 * jnp.sum(gv * newton_c) <= jnp.maximum(noise, DECREMENT_TOL))
+        lam, hard = _boundary_multiplier(w, gv, radius)
+        c = jnp.where(newton_fits, newton_c, gv / (w + lam))
+        # Hard case: complete the step to the boundary along the most negative curvature.
+        tau = jnp.sqrt(jnp.maximum(radius ** 2 - jnp.sum(c * c), 0.0))
+        c = jnp.where(hard & ~newton_fits, c.at[0].add(tau), c)
+        z = v @ c
+        d = z / scale
+        pred = jnp.sum(gv * c) - 0.5 * jnp.sum(w * c * c)
+        z_norm = jnp.sqrt(jnp.sum(z * z))
 
-        def trial(lam):
-            d = s * (v @ (gv / (absw + lam)))
-            ok = jnp.all(jnp.isfinite(d))
-            d = jnp.where(ok, d, 0.0)
-            f_new = jnp.where(ok, nan_to_neginf(self.fn(u + d)), -jnp.inf)
-            return d, f_new, ok
-
-        def cond(c):
-            tries, lam, d, f_new, accepted, hopeless = c
-            return (~accepted) & (~hopeless) & (tries < _MAX_TRIES)
-
-        def body(c):
-            tries, lam, _, _, _, _ = c
-            d, f_new, ok = trial(lam)
-            # At the precision floor (predicted gain below rounding) a step that changes f by
-            # no more than rounding is still taken: it sharpens the estimate.
-            at_floor = jnp.dot(g, d) <= noise
-            # At the floor of a full Newton step on a definite Hessian, a fall in f is
-            # rounding too (cancellation can make it larger than eps |f|): take the step.
-            slack = jnp.where(floor0 & (tries == 0), 1e4 * noise, noise)
-            accepted = ok & ((f_new >= f) | (at_floor & (f_new >= f - slack)))
-            hopeless = ok & (~accepted) & at_floor
-            # After a failed pure-Newton first try, resume from the damping that last worked.
-            lam_next = jnp.where(tries == 0, jnp.maximum(state.lam, _LAM_MIN),
-                                 jnp.maximum(10.0 * lam, _LAM_MIN))
-            lam_next = jnp.where(accepted, lam, lam_next)
-            return tries + 1, lam_next, d, f_new, accepted, hopeless
-
-        # Every step first tries the pure Newton step (lam = 0): near the optimum that gives
-        # quadratic convergence, which a damping left over from far away would spoil.
-        init = (jnp.int32(0), jnp.zeros((), u.dtype), jnp.zeros_like(u), f, jnp.array(False),
-                jnp.array(False))
-        _, lam, d, _, accepted, _ = jax.lax.while_loop(cond, body, init)
-
-        # A full Newton step on a negative-definite Hessian whose predicted gain is below
-        # rounding: the point reached is the maximum to the precision of the dtype, even
-        # where the gradient itself is dominated by rounding (tiny residuals, cancellation).
-        at_optimum = accepted & floor0 & (lam == 0)
+        ok = jnp.all(jnp.isfinite(d))
+        d = jnp.where(ok, d, 0.0)
         u_new = u + d
         f_new, g_new, h_new = self._derivatives(u_new)
-        lam_new = jnp.where(lam / 10.0 < _LAM_ZERO, 0.0, lam / 10.0).astype(u.dtype)
-        new = NewtonState(u_new, f_new, g_new, h_new, lam_new)
-        # A point with a finite value but non-finite derivatives (an overflow in the
-        # gradient) is not taken: stay, and search with more damping next step.
-        usable = jnp.isfinite(f_new) & jnp.all(jnp.isfinite(g_new)) & jnp.all(jnp.isfinite(h_new))
-        retry = state._replace(lam=jnp.maximum(10.0 * lam, _LAM_MIN).astype(u.dtype))
-        new = jax.tree_util.tree_map(lambda a_, b_: jnp.where(usable, a_, b_), new, retry)
-        at_optimum = at_optimum & usable
-        code = jnp.where(at_optimum, STEP_AT_OPTIMUM,
-                         jnp.where(accepted, STEP_PROGRESS, STEP_NO_PROGRESS))
+        f_new = jnp.where(ok, nan_to_neginf(f_new), -jnp.inf)
+        usable = (ok & jnp.isfinite(f_new) & jnp.all(jnp.isfinite(g_new))
+                  & jnp.all(jnp.isfinite(h_new)))
+        gain = f_new - f
+        rho = gain / jnp.maximum(pred, jnp.finfo(dtype).tiny)
+
+        # At the precision floor a step that changes f by no more than rounding is still
+        # taken (it sharpens the estimate); for a full Newton step on a definite Hessian a
+        # fall in f is rounding too (cancellation can make it larger than eps |f|).
+        at_floor = pred <= noise
+        slack = jnp.where(floor0 & newton_fits, 1e4 * noise, noise)
+        # Where f itself is noisier than eps |f| (residuals that cancel: least squares near
+        # a close fit), its change cannot judge a short step; the slope along the step can.
+        # Approximate Wolfe conditions (Hager & Zhang 2005): the step did not overshoot
+        # (-0.8 g.d <= g_new.d <= 0.9 g.d) and f fell by no more than eps^(2/3) |f|.
+        slope0 = jnp.dot(g, d)
+        slope1 = jnp.dot(g_new, d)
+        approx_wolfe = ((slope0 > 0) & (slope1 <= 0.9 * slope0) & (slope1 >= -0.8 * slope0)
+                        & (gain >= -(eps ** (2.0 / 3.0)) * jnp.maximum(jnp.abs(f), 1.0)))
+        accepted = usable & ((rho > _ETA) | (at_floor & (gain >= -slack)) | approx_wolfe)
+
+        shrink = 0.25 * jnp.minimum(z_norm, radius)
+        grow = jnp.where(z_norm >= 0.99 * radius, 2.0 * radius, radius)
+        radius_new = jnp.where(~accepted | (rho < 0.25), shrink,
+                               jnp.where(rho > 0.75, grow, radius))
+        # Keep a radius the next step can use: not below rounding of ||D u||.
+        radius_new = jnp.maximum(radius_new, eps * jnp.maximum(jnp.linalg.norm(scale * u), 1.0))
+        collapsed = (~accepted) & (radius <= 2.0 * eps * jnp.maximum(
+            jnp.linalg.norm(scale * u), 1.0))
+
+        moved = NewtonState(u_new, f_new, g_new, h_new, radius_new.astype(dtype), scale)
+        stay = state._replace(radius=radius_new.astype(dtype), scale=scale)
+        new = jax.tree_util.tree_map(lambda m, s: jnp.where(accepted, m, s), moved, stay)
+        # The region has shrunk to rounding of u and still no finite trial point is better,
+        # on a negative-definite Hessian: no representable step ascends, so u is the
+        # maximum to the precision of the dtype (the gradient is rounding noise there, as
+        # on zero-residual problems). MINPACK's "xtol" test, at xtol = eps.
+        numerical_max = collapsed & usable & definite
+        # At the optimum the step is still taken when it does not lose more than rounding (it
+        # sharpens the estimate), and the point stays where it is otherwise.
+        code = jnp.where(floor0 | numerical_max, STEP_AT_OPTIMUM,
+                         jnp.where(accepted, STEP_PROGRESS,
+                                   jnp.where(collapsed, STEP_NO_PROGRESS, STEP_RETRY)))
         return new, code
