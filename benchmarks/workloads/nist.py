@@ -58,12 +58,18 @@ def _scipy_fit(kind: str, prob, start):
             return np.full_like(start, np.nan), False
 
 
+# The far starts of MGH17 and Bennett5 take about 1,500 and 900 trust-region Newton steps;
+# every method gets the same limit (as the peers' defaults allow them to run long).
+MAX_STEPS = 3000
+
+
 def _mlejax_pass(probs, method):
     """One pass over every problem and start: ``nist_lre.run_one``'s result of each fit."""
     with warnings.catch_warnings():
         # FitWarning for the fits that fail: their status is in the results and the table.
         warnings.simplefilter("ignore", nist_lre.mj.FitWarning)
-        return [nist_lre.run_one(prob, nist_lre.make_loglik(prob.name), which, method, None)
+        return [nist_lre.run_one(prob, nist_lre.make_loglik(prob.name), which, method,
+                                 MAX_STEPS)
                 for prob in probs for which in (1, 2)]
 
 
@@ -111,7 +117,7 @@ def run(p: int, ctx: H.Context) -> list[H.Group]:
                         t0 = time.perf_counter()
                         b, success = _scipy_fit(kind, prob, np.asarray(start, float))
                         secs = time.perf_counter() - t0
-                        lre = float(np.min(nist.lre(b, prob.cert)))
+                        lre = float(np.min(nist.lre_modulo_symmetry(prob, b)[0]))
                         rows.append({"problem": prob.name, "start": which, "min_lre": lre,
                                      "success": success, "pass": success and lre >= 6.0,
                                      "seconds": secs})
