@@ -20,6 +20,17 @@ ragged (:func:`ragged`) or arrive as a generator of chunks.
 * **Progress, checkpoints, interrupts.** A tqdm bar per chunk (never per step); with
   ``checkpoint=DIR`` each finished chunk is saved and a rerun skips it; Ctrl-C returns what
   was fitted, the rest marked ``Status.NOT_RUN``.
+* **Memory.** What a stream holds does not depend on K, except its results. The pages of a
+  memmap read for a chunk are released from the process once the chunk is copied (the OS
+  page cache keeps them; ``madvise(MADV_DONTNEED)`` on a read-only or shared mapping), so
+  reading a file of any size leaves the resident set flat. Results held in host memory
+  take about ``8 (trace_len + p^2 + 2p + 2)`` bytes a fit (float64, ``p`` parameters;
+  times ``R + 1`` with R restarts); a warning says when they would take more than half of
+  the memory available. With ``out=DIR`` they are written as each chunk finishes to one
+  ``.npy`` file per result array (``params.beta.npy``, ``loglik.npy``, ``trace.npy`` ...)
+  through memmaps whose pages are released the same way, and the result returned holds
+  read-only memmaps of the files: host memory stays flat in K. :func:`open_results`
+  reopens such a directory later.
 """
 
 from __future__ import annotations
@@ -27,7 +38,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import mmap
 import os
+import pickle
+import re
 import warnings
 from collections.abc import Iterator
 from typing import Any, Callable
@@ -42,13 +56,22 @@ from mlejax.fit import (FitResult, _best_of, _Config, _kernel, _result, _setup, 
 from mlejax.result import FitContext
 from mlejax.status import Status
 
-__all__ = ["Ragged", "ragged"]
+__all__ = ["Ragged", "open_results", "ragged"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Ragged:
     """Datasets of different lengths: a sequence of per-dataset pytrees whose leaves share
-    their leading (observation) axis, and optional per-dataset weight vectors."""
+    their leading (observation) axis, and optional per-dataset weight vectors.
+
+    Made by :func:`mlejax.ragged`; :func:`mlejax.fit_batch` pads them into a few length
+    buckets with weight 0 on the padding.
+
+    Example:
+      >>> data = mj.ragged([np.zeros(3), np.ones(5)])
+      >>> len(data), [x.shape for x in data.datasets]
+      (2, [(3,), (5,)])
+    """
 
     datasets: tuple
     weights: tuple | None = None
@@ -61,9 +84,14 @@ def ragged(datasets, weights=None) -> Ragged:
     """Marks a list of per-dataset pytrees of different lengths for :func:`mlejax.fit_batch`.
 
     Example:
-      >>> xs = [np.random.normal(size=n) for n in (30, 70, 45)]
+      >>> loglik = lambda p, x: jax.scipy.stats.norm.logpdf(x, p["mu"], p["sigma"])
+      >>> xs = [np.random.default_rng(n).normal(size=n) for n in (20, 30, 25)]
       >>> res = mj.fit_batch(loglik, {"mu": 0.0, "sigma": 1.0}, mj.ragged(xs),
       ...                    constraints={"sigma": mj.positive})
+      >>> res.params["mu"].shape, bool(np.all(res.converged))
+      ((3,), True)
+      >>> bool(np.allclose(res.params["mu"], [x.mean() for x in xs]))   # as if fitted alone
+      True
     """
     datasets = tuple(datasets)
     if not datasets:
@@ -207,40 +235,276 @@ def _nan_datasets(chunk: _Chunk) -> list[int]:
     return [int(i) for i in chunk.index[: chunk.count][bad]]
 
 
-class _Assembler:
-    """Host buffers for the results of K datasets, filled chunk by chunk (grown on demand
-    when K is not known in advance, as with a generator of chunks)."""
+def _shared_mmap(x) -> mmap.mmap | None:
+    """The ``mmap`` behind a NumPy memmap (or a view of one) when its pages can be dropped
+    from this process without losing anything: a read-only or shared mapping (modes "r",
+    "r+", "w+"; a copy-on-write "c" mapping holds private changes and is left alone)."""
+    for _ in range(32):  # walk the chain of views down to the memmap
+        raw = getattr(x, "_mmap", None)
+        if isinstance(raw, mmap.mmap):
+            return raw if getattr(x, "mode", "c") in ("r", "r+", "w+") else None
+        x = getattr(x, "base", None)
+        if x is None:
+            return None
+    return None
 
-    def __init__(self, k: int | None, template: FitResult):
-        leaves, self.treedef = jax.tree_util.tree_flatten(template)
-        self.specs = [(tuple(x.shape[1:]), np.dtype(x.dtype)) for x in leaves]
+
+def _drop_pages(tree) -> None:
+    """Releases from this process the pages of the memmapped leaves of ``tree``.
+
+    Reading (or writing) a memmap maps its pages into the process, and they count in its
+    resident set until unmapped: a stream over an 11 GB file would end with 11 GB resident.
+    ``MADV_DONTNEED`` on a read-only or shared mapping only unmaps them (the OS page cache
+    keeps them, dirty pages included, and writes those back); a later access maps them
+    again, so this is safe at any time and costs nothing but page faults.
+    """
+    if not hasattr(mmap, "MADV_DONTNEED"):  # not on this platform: nothing to release
+        return
+    seen = set()
+    for x in jax.tree_util.tree_leaves(tree):
+        raw = _shared_mmap(x) if isinstance(x, np.ndarray) else None
+        if raw is not None and id(raw) not in seen:
+            seen.add(id(raw))
+            try:
+                raw.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError):  # closed, or refused: only memory is at stake
+                pass
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), or None."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _leaf_file_names(paths) -> list[str]:
+    """File names for the result leaves: ``.params['beta']`` -> ``params.beta``."""
+    names = []
+    for path in paths:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", ".", jax.tree_util.keystr(path)).strip(".")
+        name = re.sub(r"\.+", ".", name) or "leaf"
+        while name in names:
+            name += "_"
+        names.append(name)
+    return names
+
+
+class _NpyFile:
+    """A ``.npy`` file of ``size`` rows filled through a memmap whose pages are released
+    after every chunk (:func:`_drop_pages`), so it can be far larger than memory. Its
+    leading size can change in place: NumPy pads the header for that."""
+
+    def __init__(self, path: str, row_shape: tuple, dtype: np.dtype, size: int):
+        self.path, self.row_shape, self.dtype = path, row_shape, dtype
+        self.row_bytes = int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize
+        self.map: np.memmap | None = None
+        if os.path.exists(path):  # a new file: an earlier result may still map the old one
+            os.remove(path)
+        with open(path, "xb") as fh:
+            self.offset = self._header(fh, size)
+        self.size = -1
+        self.resize(size)
+
+    def _header(self, fh, size: int) -> int:
+        fh.seek(0)
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                 "shape": (size,) + self.row_shape})
+        return fh.tell()
+
+    def resize(self, size: int) -> None:
+        self.close()
+        with open(self.path, "r+b") as fh:
+            if self._header(fh, size) != self.offset:
+                raise RuntimeError(f"could not resize {self.path} in place: its .npy header "
+                                   "changed length.")
+            fh.truncate(self.offset + size * self.row_bytes)  # sparse: no data written
+        self.size = size
+        if size * self.row_bytes:
+            self.map = np.memmap(self.path, self.dtype, "r+", self.offset,
+                                 (size,) + self.row_shape)
+
+    def close(self) -> None:
+        if self.map is not None:
+            self.map.flush()
+            _drop_pages(self.map)
+            self.map = None
+
+    def open_read(self) -> np.ndarray:
+        if self.size * self.row_bytes == 0:
+            return np.zeros((self.size,) + self.row_shape, self.dtype)
+        return np.load(self.path, mmap_mode="r")
+
+
+_MANIFEST = "fit_batch.json"
+_TREEDEF = "fit_batch.treedef.pkl"
+
+
+class _Assembler:
+    """The results of K datasets, filled chunk by chunk: in host memory, or (``out=DIR``)
+    in ``.npy`` files of DIR. Grown on demand when K is not known in advance, as with a
+    generator of chunks."""
+
+    def __init__(self, k: int | None, template: FitResult, out=None):
+        with_paths, self.treedef = jax.tree_util.tree_flatten_with_path(template)
+        self.specs = [(tuple(x.shape[1:]), np.dtype(x.dtype)) for _, x in with_paths]
+        self.names = _leaf_file_names([p for p, _ in with_paths])
+        # What a dataset not fitted (interrupted) holds: NaN, 0, and NOT_RUN as its status.
+        self.fills = [np.int32(Status.NOT_RUN) if name.split(".")[-1] == "status"
+                      else (np.nan if dt.kind == "f" else 0)
+                      for name, (_, dt) in zip(self.names, self.specs)]
         self.known = k is not None
-        self.leaves = [self._empty(k or 0, shape, dt) for shape, dt in self.specs]
         self.filled = np.zeros(k or 0, bool)
+        self.row_bytes = sum(int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+                             for shape, dt in self.specs)
+        self.warned = False
+        self.out = None if out is None else os.fspath(out)
+        self.files: list[_NpyFile] = []
+        if self.out is None:
+            self._check_memory(k or 0)
+            self.leaves = [self._empty(k or 0, spec, fill)
+                           for spec, fill in zip(self.specs, self.fills)]
+        else:
+            os.makedirs(self.out, exist_ok=True)
+            for stale in (_MANIFEST, _TREEDEF):  # a finished run's; rewritten at the end
+                if os.path.exists(os.path.join(self.out, stale)):
+                    os.remove(os.path.join(self.out, stale))
+            self.files = [_NpyFile(os.path.join(self.out, name + ".npy"), shape, dt, k or 0)
+                          for name, (shape, dt) in zip(self.names, self.specs)]
+
+    def _check_memory(self, k: int) -> None:
+        need = k * self.row_bytes
+        avail = _available_memory()
+        if self.warned or avail is None or need <= avail / 2:
+            return
+        self.warned = True
+        warnings.warn(f"the results of {k:,} fits take {need / 2**30:.1f} GiB of host memory "
+                      f"({self.row_bytes:,} bytes a fit), more than half of the "
+                      f"{avail / 2**30:.1f} GiB available: pass out=DIR to write them to disk "
+                      "as they are fitted (host memory then stays flat), or a smaller "
+                      "trace_len.", stacklevel=6)
 
     @staticmethod
-    def _empty(k, shape, dt):
-        return np.full((k,) + shape, np.nan if dt.kind == "f" else 0, dt)
+    def _empty(k, spec, fill):
+        shape, dt = spec
+        return np.full((k,) + shape, fill, dt)
 
     def _grow(self, n: int):
         size = max(n, 2 * self.filled.size)
-        self.leaves = [np.concatenate([b, self._empty(size - b.shape[0], shape, dt)])
-                       for b, (shape, dt) in zip(self.leaves, self.specs)]
+        if self.out is None:
+            self._check_memory(size)
+            self.leaves = [np.concatenate([b, self._empty(size - b.shape[0], spec, fill)])
+                           for b, spec, fill in zip(self.leaves, self.specs, self.fills)]
+        else:
+            for f in self.files:
+                f.resize(size)
         self.filled = np.concatenate([self.filled, np.zeros(size - self.filled.size, bool)])
 
     def put(self, index: np.ndarray, leaves: list):
         if index.size and index.max() >= self.filled.size:
             self._grow(int(index.max()) + 1)
-        for buf, x in zip(self.leaves, leaves):
-            buf[index] = np.asarray(x)[: index.size]
+        if self.out is None:
+            for buf, x in zip(self.leaves, leaves):
+                buf[index] = np.asarray(x)[: index.size]
+        else:
+            for f, x in zip(self.files, leaves):
+                if f.map is not None:
+                    f.map[index] = np.asarray(x)[: index.size]
+                    _drop_pages(f.map)
         self.filled[index] = True
 
     def result(self) -> FitResult:
         n = self.filled.size if self.known else (int(np.nonzero(self.filled)[0].max()) + 1
                                                  if self.filled.any() else 0)
-        res = jax.tree_util.tree_unflatten(self.treedef, [b[:n] for b in self.leaves])
-        status = np.where(self.filled[:n], res.status, np.int32(Status.NOT_RUN))
-        return dataclasses.replace(res, status=status.astype(np.int32))
+        if self.out is None:
+            res = jax.tree_util.tree_unflatten(self.treedef, [b[:n] for b in self.leaves])
+            status = np.where(self.filled[:n], res.status, np.int32(Status.NOT_RUN))
+            return dataclasses.replace(res, status=status.astype(np.int32))
+        return self._finish_files(n)
+
+    def _finish_files(self, n: int) -> FitResult:
+        """Marks the datasets not fitted (NaN, ``NOT_RUN``), flushes the files, writes the
+        manifest, and returns a result of read-only memmaps."""
+        if n != self.filled.size:
+            for f in self.files:
+                f.resize(n)
+        missing = np.flatnonzero(~self.filled[:n])
+        for f, fill in zip(self.files, self.fills):
+            if f.map is not None and missing.size:
+                for lo in range(0, missing.size, 65536):
+                    f.map[missing[lo:lo + 65536]] = fill
+            f.close()
+        arrays = [f.open_read() for f in self.files]
+        res = jax.tree_util.tree_unflatten(self.treedef, arrays)
+        manifest = {
+            "format": "mlejax fit_batch results", "version": 1, "k": n,
+            "complete": bool(self.filled[:n].all()), "method": res.method,
+            "param_names": list(res.param_names),
+            "leaves": [{"file": name + ".npy", "shape": [n, *shape], "dtype": dt.str}
+                       for name, (shape, dt) in zip(self.names, self.specs)]}
+        try:
+            blob = pickle.dumps(jax.tree_util.tree_structure(res))
+        except Exception:  # noqa: BLE001 - a params node that does not pickle
+            blob = None
+        if blob is not None:
+            with open(os.path.join(self.out, _TREEDEF), "wb") as fh:
+                fh.write(blob)
+        with open(os.path.join(self.out, _MANIFEST), "w") as fh:
+            json.dump(manifest, fh, indent=1)
+        return res
+
+
+def open_results(path) -> FitResult:
+    """Reopens the results that ``fit_batch(..., out=path)`` wrote: a :class:`FitResult`
+    whose arrays are read-only memmaps of the ``.npy`` files in ``path``.
+
+    The structure of the result is read from ``fit_batch.treedef.pkl``, a pickle: open only
+    directories you trust. The result has no ``context`` (no log-likelihood or data), so
+    inference that refits (profiles, bootstrap) needs the original call.
+
+    Example:
+      >>> import tempfile
+      >>> loglik = lambda p, x: jax.scipy.stats.norm.logpdf(x, p["mu"], p["sigma"])
+      >>> xs = np.random.default_rng(0).normal(2.0, 1.0, size=(30, 20))
+      >>> folder = tempfile.mkdtemp()
+      >>> res = mj.fit_batch(loglik, {"mu": 0.0, "sigma": 1.0}, xs, chunk_size=16,
+      ...                    constraints={"sigma": mj.positive}, out=folder)
+      >>> type(res.params["mu"]).__name__, res.params["mu"].shape
+      ('memmap', (30,))
+      >>> again = mj.batching.open_results(folder)
+      >>> bool(np.array_equal(again.params["mu"], res.params["mu"])), again.param_names
+      (True, ('mu', 'sigma'))
+      >>> import shutil; shutil.rmtree(folder)
+    """
+    path = os.fspath(path)
+    manifest_path = os.path.join(path, _MANIFEST)
+    if not os.path.exists(manifest_path):
+        raise ValueError(f"{path!r} holds no finished fit_batch(out=...) results (no "
+                         f"{_MANIFEST}).")
+    with open(manifest_path) as fh:
+        manifest = json.load(fh)
+    treedef_path = os.path.join(path, _TREEDEF)
+    if not os.path.exists(treedef_path):
+        raise ValueError(f"{path!r}: the structure of the result could not be saved (its "
+                         "params do not pickle); read the .npy files listed in "
+                         f"{_MANIFEST} with np.load(..., mmap_mode='r').")
+    with open(treedef_path, "rb") as fh:
+        treedef = pickle.load(fh)
+    arrays = []
+    for leaf in manifest["leaves"]:
+        shape, dt = tuple(leaf["shape"]), np.dtype(leaf["dtype"])
+        arrays.append(np.load(os.path.join(path, leaf["file"]), mmap_mode="r")
+                      if int(np.prod(shape, dtype=np.int64)) else np.zeros(shape, dt))
+    return jax.tree_util.tree_unflatten(treedef, arrays)
 
 
 class Streamer:
@@ -248,7 +512,7 @@ class Streamer:
 
     def __init__(self, cfg: _Config, key: jax.Array, *, chunk_size: int, repack: int | None,
                  devices, progress: bool, checkpoint: str | None, n_total: int,
-                 first_index: int = 0):
+                 first_index: int = 0, out=None):
         self.cfg, self.key, self.chunk_size, self.repack = cfg, key, chunk_size, repack
         self.first_index = first_index
         self.multiple = 1
@@ -260,6 +524,7 @@ class Streamer:
             self.sharding = jax.sharding.NamedSharding(mesh,
                                                        jax.sharding.PartitionSpec("batch"))
         self.checkpoint = checkpoint
+        self.out_dir = out
         self.n_total = n_total
         self.progress = progress
         self.nan_seen: list[int] = []
@@ -306,15 +571,17 @@ class Streamer:
         if self.out is None:
             from tqdm.auto import tqdm
 
-            self.out = _Assembler(self.n_total, self._template(first))
+            self.out = _Assembler(self.n_total, self._template(first), out=self.out_dir)
             self.bar = tqdm(total=self.n_total, unit="fit", disable=not self.progress,
                             dynamic_ncols=True)
             if self.checkpoint:
                 self.ckpt = _Checkpoint(self.checkpoint, self.cfg, self.n_total,
                                         self.chunk_size)
         pending = None
+        chunks = itertools.chain([first], chunks)
+        del first  # no reference to a chunk's host arrays outlives its dispatch
         try:
-            for ch in itertools.chain([first], chunks):
+            for ch in chunks:
                 i = self.chunk_no
                 self.chunk_no += 1
                 if self.ckpt is not None and self.ckpt.has(i):
@@ -322,6 +589,7 @@ class Streamer:
                     continue
                 self.nan_seen += _nan_datasets(ch)[: max(0, 20 - len(self.nan_seen))]
                 res = self._launch(ch)  # dispatched asynchronously
+                ch = dataclasses.replace(ch, start=None, data=None, weights=None)
                 if pending is not None:
                     self._finish(*pending)  # blocks on the previous chunk while this one runs
                 pending = (i, ch, res)
@@ -402,11 +670,14 @@ def array_chunks(start, data, weights, k: int, chunk_size: int, init_batched: bo
     for lo in range(0, k, chunk_size):
         rows = np.arange(lo, min(lo + chunk_size, k))
         count = rows.size
-        yield _Chunk(
+        chunk = _Chunk(
             index=_pad_rows(ids[rows], chunk_size), count=count,
             start=_rows(start, rows, chunk_size) if init_batched else start,
             data=_rows(data, rows, chunk_size),
             weights=None if weights is None else _rows(weights, rows, chunk_size))
+        _drop_pages((start, data, weights))  # the chunk is a copy: release what was read
+        yield chunk
+        del chunk
 
 
 def generator_chunks(items, start, chunk_size: int) -> Iterator[_Chunk]:
@@ -418,8 +689,12 @@ def generator_chunks(items, start, chunk_size: int) -> Iterator[_Chunk]:
             raise ValueError(f"a chunk from the generator holds {n} datasets, more than "
                              f"chunk_size={chunk_size}; pass a larger chunk_size.")
         rows = np.arange(n)
-        yield _Chunk(_pad_rows(np.arange(offset, offset + n), chunk_size), n, start,
-                     _rows(item, rows, chunk_size), None)
+        chunk = _Chunk(_pad_rows(np.arange(offset, offset + n), chunk_size), n, start,
+                       _rows(item, rows, chunk_size), None)
+        _drop_pages(item)
+        del item
+        yield chunk
+        del chunk
         offset += n
 
 
@@ -443,8 +718,9 @@ def _stack(trees):
 
 def fit_many(loglik_fn, init, data, *, weights, init_batched: bool, key, chunk_size,
              repack, devices, progress, checkpoint, prepare: Callable,
-             first_index: int = 0) -> FitResult:
-    """``fit_batch`` for streams, ragged datasets, re-packing, devices and checkpoints.
+             first_index: int = 0, out=None) -> FitResult:
+    """``fit_batch`` for streams, ragged datasets, re-packing, devices and checkpoints;
+    ``out=DIR`` writes the results to ``.npy`` files in DIR (see the module docstring).
 
     ``prepare(init, data, weights)`` runs the host-side checks of ``fit_batch`` on a probe
     (the first chunk) and returns the static configuration and the probe's arrays.
@@ -493,7 +769,7 @@ def fit_many(loglik_fn, init, data, *, weights, init_batched: bool, key, chunk_s
         start = start0 if callable(init) else full_start(cfg)
         streamer = Streamer(cfg, key, chunk_size=1, repack=repack, devices=devices,
                             progress=progress, checkpoint=checkpoint, n_total=k,
-                            first_index=first_index)
+                            first_index=first_index, out=out)
         for length, ids in groups.items():
             ids = np.asarray(ids)
             d, w = padded[length]
@@ -518,7 +794,7 @@ def fit_many(loglik_fn, init, data, *, weights, init_batched: bool, key, chunk_s
         start = start0 if callable(init) else full_start(cfg)
         streamer = Streamer(cfg, key, chunk_size=size, repack=repack, devices=devices,
                             progress=progress, checkpoint=checkpoint, n_total=None,
-                            first_index=first_index)
+                            first_index=first_index, out=out)
         streamer.run(generator_chunks(itertools.chain([first], data), start, size))
         res = streamer.result()
         ctx_data, ctx_w = None, None
@@ -533,7 +809,7 @@ def fit_many(loglik_fn, init, data, *, weights, init_batched: bool, key, chunk_s
         w = None if weights is None else weights
         streamer = Streamer(cfg, key, chunk_size=size, repack=repack, devices=devices,
                             progress=progress, checkpoint=checkpoint, n_total=k,
-                            first_index=first_index)
+                            first_index=first_index, out=out)
         streamer.run(array_chunks(start, data, w, k, size, init_batched))
         res = streamer.result()
         ctx_data, ctx_w = data, weights
