@@ -15,12 +15,12 @@ The summary counts, per method, how many of the 54 fits converge with LRE >= 6.
 
 Float64 throughout (x64 is enabled by this script). Data location: see nist_problems.py.
 
-Figures (all three methods, --max-steps 3000, float64), 2026-11-27, commit e74d0c6 (scaled
-trust-region Newton), on the 2-core AMD EPYC development VM, CPU, jax/jaxlib 0.10.2, while other
+Figures (all three methods, --max-steps 3000, float64), 2026-11-27, scaled trust-region
+Newton (commit e74d0c6; newton re-run after its initial radius became the first Newton step's
+length, same passes, fewer steps: MGH17 start 1 137 steps instead of 1,471), on the 2-core AMD EPYC development VM, CPU, jax/jaxlib 0.10.2, while other
 jobs loaded the machine:
 
-    newton: 52 of 54 converge with LRE >= 6 (every pass has LRE >= 9.2; three Lanczos far
-            starts land on a relabelling of the certified values); fails: MGH10 start 1
+    newton: 52 of 54 converge with LRE >= 6 (every pass has LRE >= 10); fails: MGH10 start 1
             (MAX_STEPS, b1 collapses towards 0) and Eckerle4 start 1 (SINGULAR_HESSIAN: the
             first accepted steps move the peak off the data, onto a plateau where the model
             is ~0 and the likelihood flat)

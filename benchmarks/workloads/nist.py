@@ -58,7 +58,7 @@ def _scipy_fit(kind: str, prob, start):
             return np.full_like(start, np.nan), False
 
 
-# The far starts of MGH17 and Bennett5 take about 1,500 and 900 trust-region Newton steps;
+# Bennett5 takes about 450 and 700 trust-region Newton steps from its two starts;
 # every method gets the same limit (as the peers' defaults allow them to run long).
 MAX_STEPS = 3000
 

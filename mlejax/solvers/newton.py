@@ -30,7 +30,7 @@ dtype even where the gradient is dominated by rounding (tiny residuals, cancella
 References:
   Nocedal & Wright, Numerical Optimization (2006), ch. 4; Moré & Sorensen, "Computing a
   trust region step" (1983); Moré, "The Levenberg-Marquardt algorithm: implementation and
-  theory" (1978) for the scaling and the initial radius.
+  theory" (1978) for the scaling.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ import jax.numpy as jnp
 from mlejax._loop import STEP_AT_OPTIMUM, STEP_NO_PROGRESS, STEP_PROGRESS, STEP_RETRY
 from mlejax._numerics import nan_to_neginf, sym
 
-_RADIUS_FACTOR = 100.0   # initial radius: 100 max(||D u0||, 1), as MINPACK
 _SECULAR_ITERS = 30      # Newton iterations on the secular equation (vector ops of size p)
 _ETA = 1e-4              # accept when the actual gain is at least this fraction of predicted
 DECREMENT_TOL = 0.0
@@ -121,7 +120,16 @@ class Newton:
     def init(self, u0):
         f, g, h = self._derivatives(u0)
         scale = _scale(-h, None)
-        radius = _RADIUS_FACTOR * jnp.maximum(jnp.linalg.norm(scale * u0), 1.0)
+        # The first trial is the Newton step on |A| (absolute eigenvalues): its length sets
+        # the initial radius, so a well-posed start takes the full Newton step, and a start
+        # where A is indefinite is not thrown far by a large radius (many restarts of one
+        # multimodal fit then stay in their own basins).
+        w, v = jnp.linalg.eigh(-h / (scale[:, None] * scale[None, :]))
+        info = jnp.finfo(u0.dtype)
+        w_floor = info.eps * jnp.maximum(jnp.max(jnp.abs(w)), info.tiny)
+        c = (v.T @ (g / scale)) / jnp.maximum(jnp.abs(w), w_floor)
+        radius = jnp.sqrt(jnp.sum(c * c))
+        radius = jnp.where(jnp.isfinite(radius) & (radius > 0), radius, 1.0)
         return NewtonState(u0, f, g, h, radius.astype(u0.dtype), scale.astype(u0.dtype))
 
     def step(self, state: NewtonState):
