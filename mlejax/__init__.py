@@ -1,6 +1,6 @@
 """mlejax: maximum-likelihood estimation for any JAX log-likelihood.
 
-Write ``loglik_fn(params, data)`` in JAX; ``mj.fit`` maximises it with damped Newton,
+Write ``loglik_fn(params, data)`` in JAX; ``mj.fit`` maximises it with trust-region Newton,
 quasi-Newton or any optax optimiser, handles constraints by transforms, runs restarts and
 batches of fits as one compiled program, and reports standard errors from the observed
 information.
@@ -43,6 +43,8 @@ from mlejax.inference import (
 from mlejax.result import FitResult
 from mlejax.status import Status
 from mlejax import distributions, models
+from mlejax import anneal, optima, penalties
+from mlejax.optima import Optima
 from mlejax.distributions import compare_distributions, fit_distribution
 
 __version__ = "0.1.0"
@@ -66,6 +68,11 @@ __all__ = [
     "lrt",
     "profile",
     "robust_cov",
+    # non-convex fits: the optima map, penalties, annealing
+    "Optima",
+    "anneal",
+    "optima",
+    "penalties",
     # mixtures and EM
     "BernoulliMixture",
     "GaussianMixture",

@@ -39,7 +39,16 @@ __all__ = [
 
 
 class Constraint:
-    """Abstract base: a bijection between unconstrained and natural values of one leaf."""
+    """Abstract base: a bijection between unconstrained and natural values of one leaf.
+
+    Example:
+      >>> isinstance(mj.positive, mj.Constraint), mj.positive
+      (True, positive)
+      >>> float(mj.positive.forward(0.0))       # u -> x
+      1.0
+      >>> mj.positive.check(np.array(-1.0))     # why a natural value is not admissible
+      'must be > 0.0 for constraint positive'
+    """
 
     name: str = "constraint"
 
@@ -61,7 +70,12 @@ class Constraint:
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class Real(Constraint):
-    """No constraint: the identity map."""
+    """No constraint: the identity map.
+
+    Example:
+      >>> float(mj.real.forward(2.5)), float(mj.real.inverse(-1.0))
+      (2.5, -1.0)
+    """
 
     name: str = "real"
 
@@ -86,6 +100,10 @@ class Positive(Constraint):
 
     The log map keeps Newton's quadratic convergence for scale parameters (the log-likelihood
     of a scale is close to quadratic in its logarithm), which softplus would not.
+
+    Example:
+      >>> float(mj.positive.inverse(1.0)), float(mj.Positive(lower=1.0).forward(0.0))
+      (0.0, 2.0)
     """
 
     lower: float = 0.0
@@ -105,7 +123,13 @@ class Positive(Constraint):
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class Interval(Constraint):
-    """``lo < x < hi`` through a scaled logistic map."""
+    """``lo < x < hi`` through a scaled logistic map.
+
+    Example:
+      >>> c = mj.interval(0.0, 10.0)
+      >>> c, float(c.forward(0.0)), mj.unit_interval
+      (interval(0.0, 10.0), 5.0, unit_interval)
+    """
 
     lo: float = 0.0
     hi: float = 1.0
@@ -135,6 +159,12 @@ class Simplex(Constraint):
 
     The ``k`` weights have ``k - 1`` free coordinates: the additive log-ratio map
     ``x = softmax([u, 0])``, whose inverse is ``u_j = log x_j - log x_k``.
+
+    Example:
+      >>> [round(float(w), 4) for w in mj.simplex.forward(jnp.zeros(2))]
+      [0.3333, 0.3333, 0.3333]
+      >>> mj.simplex.inverse(jnp.array([0.2, 0.3, 0.5])).shape   # k - 1 free coordinates
+      (2,)
     """
 
     name: str = "simplex"
@@ -164,6 +194,12 @@ class PositiveDefinite(Constraint):
 
     ``x = L L^T`` with ``L`` lower triangular with a positive (exponentiated) diagonal; the
     free coordinates are the ``d (d + 1) / 2`` entries of ``L`` with the log of its diagonal.
+
+    Example:
+      >>> np.asarray(mj.positive_definite.forward(jnp.zeros(3))).tolist()
+      [[1.0, 0.0], [0.0, 1.0]]
+      >>> mj.positive_definite.inverse(jnp.array([[2.0, 0.5], [0.5, 1.0]])).shape
+      (3,)
     """
 
     name: str = "positive_definite"
@@ -209,7 +245,15 @@ positive_definite = PositiveDefinite()
 
 
 def interval(lo: float, hi: float) -> Interval:
-    """The open interval ``(lo, hi)``; ``lo < hi`` must be finite."""
+    """The open interval ``(lo, hi)``; ``lo < hi`` must be finite.
+
+    Example:
+      >>> c = mj.interval(-1.0, 1.0)
+      >>> round(float(c.forward(2.0)), 4)
+      0.7616
+      >>> c.check(np.array(2.0))
+      'must lie strictly inside (-1.0, 1.0) for constraint interval(-1.0, 1.0)'
+    """
     lo, hi = float(lo), float(hi)
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
         raise ValueError(f"interval(lo, hi) needs finite lo < hi; got ({lo}, {hi}). "

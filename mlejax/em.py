@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlejax import _validate as V
+from mlejax import anneal as _anneal
 from mlejax._loop import LoopResult, default_tolerances, iterate
 from mlejax._numerics import nan_to_neginf, safe_inverse_pd, scaled_grad_norm
 from mlejax.fit import Problem, _make_problem, _prepare, _warn
@@ -70,12 +71,18 @@ class EMState(NamedTuple):
     resp: jax.Array   # (n, K) responsibilities at u, times the observation weights
 
 
-def e_step(joint: jax.Array, weights: jax.Array | None = None):
+def e_step(joint: jax.Array, weights: jax.Array | None = None, beta=None):
     """The E-step: ``(L, w_i r_ik)`` from the ``(n, K)`` joint log-densities.
 
     A row that is ``-inf`` everywhere (an observation no component can produce) makes ``L``
-    non-finite, which the driver loop reports as ``NONFINITE``.
+    non-finite, which the driver loop reports as ``NONFINITE``. With ``beta`` (deterministic
+    annealing, :mod:`mlejax.anneal`) the responsibilities are proportional to
+    ``p(x_i, z_i = k)^beta`` and ``L`` is the tempered ``(1/beta) sum_i w_i log sum_k
+    p_ik^beta``, which EM at that ``beta`` increases monotonically.
     """
+    if beta is not None:
+        f, resp = e_step(beta * joint, weights)
+        return f / beta, resp
     # One pass of exp serves both the log-sum-exp and the responsibilities.
     top = jax.lax.stop_gradient(jnp.max(joint, axis=-1, keepdims=True))
     e = jnp.exp(joint - top)
@@ -99,16 +106,19 @@ class EM:
       m_step_fn: ``(u, weighted responsibilities) -> u_new``, a point that does not lower
         ``Q`` (its exact maximiser for EM, an improvement for generalised EM).
       weights: optional ``(n,)`` observation weights.
+      beta: optional inverse temperature of a deterministic-annealing stage (tempered
+        responsibilities; None is plain EM).
     """
 
     stochastic = False
     gradient_free = True
 
-    def __init__(self, joint_fn: Callable, m_step_fn: Callable, weights=None):
+    def __init__(self, joint_fn: Callable, m_step_fn: Callable, weights=None, beta=None):
         self.joint_fn, self.m_step_fn, self.weights = joint_fn, m_step_fn, weights
+        self.beta = beta
 
     def _e(self, u):
-        return e_step(self.joint_fn(u), self.weights)
+        return e_step(self.joint_fn(u), self.weights, self.beta)
 
     def init(self, u0):
         f, resp = self._e(u0)
@@ -144,10 +154,53 @@ def newton_m_step(joint_fn: Callable, newton_steps: int, dtype) -> Callable:
 
 
 def em_iterate(joint_fn: Callable, m_step_fn: Callable, u0: jax.Array, *, weights=None,
-               max_steps: int, ftol: float, trace_len: int) -> LoopResult:
-    """EM from ``u0`` on the driver loop (pure: runs under ``jit`` and ``vmap``)."""
+               max_steps: int, ftol: float, trace_len: int, anneal=None,
+               key: jax.Array | None = None,
+               anneal_m_step_fn: Callable | None = None) -> LoopResult:
+    """EM from ``u0`` on the driver loop (pure: runs under ``jit`` and ``vmap``).
+
+    With ``anneal`` (a :class:`mlejax.anneal.Schedule`), EM first runs to convergence at
+    each ``beta < 1`` of the schedule in turn (tempered E-steps, up to ``max_steps``
+    iterations each), then from there at ``beta = 1``: the result is that last stage's.
+    ``anneal_m_step_fn`` replaces the M-step in the stages before the last (a model may
+    restrict its shape there; see ``GaussianMixture``).
+    """
+    if anneal is not None:
+        stage_m_step = m_step_fn if anneal_m_step_fn is None else anneal_m_step_fn
+
+        def stage(u, beta, sigma, stage_key):
+            del sigma   # smoothing is for direct fits; EM tempers the responsibilities
+            u = _jitter(joint_fn, stage_m_step, u, weights, beta, stage_key, anneal.jitter)
+            out = iterate(EM(joint_fn, stage_m_step, weights, beta),
+                          u, max_steps=anneal.stage_steps or max_steps,
+                          gtol=0.0, ftol=ftol, trace_len=1)
+            return out.solver_state.u
+
+        u0 = _anneal.run_stages(stage, u0, anneal, key)
+        u0 = _jitter(joint_fn, m_step_fn, u0, weights, 1.0,
+                     jax.random.fold_in(jax.random.key(0) if key is None else key, 1),
+                     anneal.jitter)
     return iterate(EM(joint_fn, m_step_fn, weights), u0, max_steps=max_steps, gtol=0.0,
                    ftol=ftol, trace_len=trace_len)
+
+
+def _jitter(joint_fn, m_step_fn, u, weights, beta, key, size):
+    """One M-step from responsibilities perturbed by ``exp(size z)``, ``z ~ N(0, 1)``.
+
+    Components that merged at a high temperature are identical, and EM keeps identical
+    components identical: a symmetric point is a fixed point at every beta (a saddle at
+    beta = 1, where EM's small steps would stop). A small random perturbation of the
+    responsibilities breaks the symmetry, so that components split where the data ask
+    for it as beta rises (Rose 1998, on the phase transitions of annealing).
+    """
+    if size == 0:
+        return u
+    _, resp = e_step(joint_fn(u), weights, beta)
+    noisy = resp * jnp.exp(size * jax.random.normal(key, resp.shape, resp.dtype))
+    total = jnp.sum(noisy, axis=-1, keepdims=True)
+    noisy = noisy * (jnp.sum(resp, axis=-1, keepdims=True) / jnp.where(total > 0, total, 1.0))
+    u_new = m_step_fn(u, noisy)
+    return jnp.where(jnp.all(jnp.isfinite(u_new)), u_new, u)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +243,7 @@ class _EMConfig:
     trace_len: int
     newton_steps: int
     stderr: bool
+    anneal: Any = None
 
 
 def _flat(leaves, dtype):
@@ -214,7 +268,7 @@ def _solve(cfg: _EMConfig, start: jax.Array, data, weights) -> FitResult:
         m_step = newton_m_step(joint_u, cfg.newton_steps, dtype)
 
     out = em_iterate(joint_u, m_step, start, weights=weights, max_steps=cfg.max_steps,
-                     ftol=cfg.ftol, trace_len=cfg.trace_len)
+                     ftol=cfg.ftol, trace_len=cfg.trace_len, anneal=cfg.anneal)
     state = out.solver_state
     params = to_params(state.u)
 
@@ -306,7 +360,8 @@ def _check_m_step(m_step, params, data, out, dtype):
 def em(joint_loglik_fn: Callable, init: Any, data: Any = None, *,
        m_step: Callable | None = None, constraints: Any = None, weights: Any = None,
        max_steps: int | None = None, ftol: float | None = None, newton_steps: int = 5,
-       trace_len: int | None = None, stderr: bool = True, warn: bool = True) -> FitResult:
+       trace_len: int | None = None, stderr: bool = True, anneal: Any = None,
+       warn: bool = True) -> FitResult:
     """Maximum likelihood by EM for a model with a discrete latent variable.
 
     Maximises ``L(params) = sum_i w_i log sum_k exp(joint_loglik_fn(params, data)[i, k])``.
@@ -336,6 +391,10 @@ def em(joint_loglik_fn: Callable, init: Any, data: Any = None, *,
       newton_steps: damped Newton steps per generalised M-step (without ``m_step``).
       trace_len: length of the trace (default ``max_steps + 1``).
       stderr: compute the observed information and standard errors.
+      anneal: a deterministic-annealing schedule (:mod:`mlejax.anneal`, e.g.
+        ``mj.anneal.geometric(start=0.1, steps=20)``): EM runs to convergence with tempered
+        responsibilities ``r_ik ~ p(x_i, z_i = k)^beta`` at each ``beta`` in turn, then at
+        ``beta = 1``, so the answer is the MLE reached along the annealing path.
       warn: warn on the host when the fit did not converge.
 
     Returns:
@@ -369,6 +428,7 @@ def em(joint_loglik_fn: Callable, init: Any, data: Any = None, *,
         raise ValueError(f"max_steps must be >= 0; got {max_steps}.")
     if ftol is not None and not float(ftol) >= 0:
         raise ValueError(f"ftol must be >= 0; got {ftol}.")
+    anneal = _anneal.as_schedule(anneal)
 
     names, leaves, dtype, treedef, cons = V.check_params(init, constraints)
     V.check_data_finite(data)
@@ -397,7 +457,7 @@ def em(joint_loglik_fn: Callable, init: Any, data: Any = None, *,
         has_weights=weights is not None, max_steps=steps,
         ftol=float(em_tolerance(dtype) if ftol is None else ftol),
         trace_len=int(steps + 1 if trace_len is None else trace_len),
-        newton_steps=int(newton_steps), stderr=bool(stderr))
+        newton_steps=int(newton_steps), stderr=bool(stderr), anneal=anneal)
     start = _flat(leaves, dtype) if m_step is not None else problem.to_u(leaves)
     res = _kernel(cfg)(start, data, weights)
     context = None

@@ -156,8 +156,9 @@ def _refit_config(cfg, *, method: str | None, max_steps: int | None, **changes):
         method = cfg.method if cfg.batch_size is None else "lbfgs"
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not known; choose one of {METHODS}.")
+    # A refit is warm-started at the estimate: no annealing path away from it.
     new = dict(restarts=None, init_fn=None, batched=False, init_batched=False, batch_size=None,
-               trace_len=1)
+               trace_len=1, anneal=None)
     if method != cfg.method or cfg.batch_size is not None:
         dtype = cfg.problem.dtype
         eps = float(jnp.finfo(dtype).eps)
@@ -271,8 +272,13 @@ def robust_cov(res: FitResult, *, groups: Any = None, correction: bool | None = 
       ``res.param_names`` order; NaN where the observed information is singular.
 
     Example:
-      >>> res = mj.fit(loglik, init, data)            # loglik returns per-observation terms
-      >>> mj.robust_cov(res, groups=data["firm"])     # or res.cov_robust for HC0
+      >>> x = jnp.array([1.2, 0.4, 2.2, 1.9, 0.7, 1.4, 0.9, 1.6])
+      >>> res = mj.fit_distribution(x, "normal")        # or any mj.fit result
+      >>> cov = mj.robust_cov(res)                      # HC0; also res.cov_robust
+      >>> [round(float(s), 4) for s in jnp.sqrt(jnp.diagonal(cov))]   # observed: 0.2019, 0.1428
+      [0.2019, 0.0951]
+      >>> mj.robust_cov(res, groups=jnp.array([0, 0, 1, 1, 2, 2, 3, 3])).shape   # 4 clusters
+      (2, 2)
     """
     _check_result(res, "robust_cov")
     _need_per_obs(res, "robust_cov (sandwich errors)")
@@ -315,7 +321,15 @@ def robust_stderr(res: FitResult, **kwargs) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 class EndpointStatus(enum.IntEnum):
-    """How an interval endpoint was found (one code per endpoint)."""
+    """How an interval endpoint was found (one code per endpoint).
+
+    Example:
+      >>> x = jnp.array([1.2, 0.4, 2.2, 1.9, 0.7, 1.4, 0.9, 1.6])
+      >>> res = mj.fit_distribution(x, "normal")        # or any mj.fit result
+      >>> ci = res.confint(0.95)
+      >>> [mj.EndpointStatus(int(c)).name for c in ci.status[1]]   # sigma: (lower, upper)
+      ['FOUND', 'FOUND']
+    """
 
     FOUND = 0              # the endpoint solves the interval equation (Wald: always)
     AT_BOUND = 1           # one-sided: the profile stays within the threshold up to the
@@ -352,6 +366,18 @@ class ConfidenceIntervals:
 
     ``np.asarray(ci)`` gives the ``(..., p, 2)`` array of endpoints; ``ci["sigma"]`` the pair
     for one parameter.
+
+    Example:
+      >>> x = jnp.array([1.2, 0.4, 2.2, 1.9, 0.7, 1.4, 0.9, 1.6])
+      >>> res = mj.fit_distribution(x, "normal")        # or any mj.fit result
+      >>> ci = res.confint(0.95)                        # Wald; method="profile" also
+      >>> np.asarray(ci).round(4).tolist()              # (parameter, (lower, upper))
+      [[0.8918, 1.6832], [0.2912, 0.8509]]
+      >>> print(ci)
+      95% wald confidence intervals
+      parameter     estimate        lower        upper  note
+      mu              1.2875     0.891792      1.68321
+      sigma         0.571046     0.291239     0.850854
     """
 
     lower: jax.Array
@@ -523,6 +549,11 @@ class _FixedOne:
 def _reduced_config(cfg, method, max_steps):
     """Static settings of a refit over all unconstrained coordinates but one (None if p = 1)."""
     problem = cfg.problem
+    if cfg.penalty is not None:
+        raise ValueError(f"profile likelihood of a penalised fit ({cfg.penalty!r}): the "
+                         "chi-squared calibration of likelihood-ratio intervals does not hold "
+                         "for a penalised objective. Use Wald intervals (labelled as from the "
+                         "penalised Hessian) or mj.bootstrap.")
     p = problem.n_free
     if p == 1:
         return None
@@ -775,7 +806,11 @@ def confint(res: FitResult, level: float = 0.95, *, method: str = "wald", which:
       :class:`ConfidenceIntervals` (leading ``K`` axis for a batch).
 
     Example:
-      >>> res.confint(0.95, method="profile")["sigma"]
+      >>> x = jnp.array([1.2, 0.4, 2.2, 1.9, 0.7, 1.4, 0.9, 1.6])
+      >>> res = mj.fit_distribution(x, "normal")        # or any mj.fit result
+      >>> lo, hi = mj.confint(res, 0.95, method="profile")["sigma"]
+      >>> round(float(lo), 4), round(float(hi), 4)      # Wald: (0.2912, 0.8509)
+      (0.3747, 1.0249)
     """
     _check_result(res, "confint")
     level = _check_level(level)
@@ -810,6 +845,15 @@ class ProfileCurve:
       status: the refit's :class:`~mlejax.Status` per point.
       params: every parameter at each point (the refitted others), leading ``(..., G)``.
       estimate: the parameter's estimate, ``loglik_max`` the maximised log-likelihood.
+
+    Example:
+      >>> x = jnp.array([1.2, 0.4, 2.2, 1.9, 0.7, 1.4, 0.9, 1.6])
+      >>> res = mj.fit_distribution(x, "normal")        # or any mj.fit result
+      >>> curve = mj.profile(res, "mu", jnp.linspace(0.8, 1.8, 5))
+      >>> curve.deviance.shape, round(mj.ProfileCurve.threshold(0.95), 4)
+      ((5,), 3.8415)
+      >>> [round(float(v), 3) for v in curve.signed_root]   # a straight line if Wald is good
+      [-2.093, -1.13, 0.062, 1.238, 2.174]
     """
 
     grid: jax.Array
@@ -883,8 +927,13 @@ def profile(res: FitResult, name: str, grid: Any, *, refit_method: str | None = 
       :class:`ProfileCurve`.
 
     Example:
-      >>> curve = mj.profile(res, "sigma", jnp.linspace(0.5, 2.0, 41))
-      >>> plt.plot(curve.grid, curve.deviance)
+      >>> x = jnp.array([1.2, 0.4, 2.2, 1.9, 0.7, 1.4, 0.9, 1.6])
+      >>> res = mj.fit_distribution(x, "normal")        # or any mj.fit result
+      >>> curve = mj.profile(res, "mu", jnp.linspace(0.8, 1.8, 5))   # sigma refitted
+      >>> [round(float(v), 3) for v in curve.deviance]  # = n log(1 + (mu - mean)^2 / var)
+      [4.379, 1.276, 0.004, 1.534, 4.727]
+      >>> [round(float(s), 4) for s in curve.params["sigma"]]
+      [0.7508, 0.6185, 0.5712, 0.6285, 0.7673]
     """
     _check_result(res, "profile")
     if not isinstance(name, str) or name not in res.param_names:
@@ -935,6 +984,15 @@ class DeltaResult:
       stderr: standard errors, same structure.
       cov: ``(m, m)`` covariance of the ``m`` flattened outputs (``(K, m, m)`` for a batch).
       jacobian: ``(m, p)`` derivative of the outputs with respect to the flattened parameters.
+
+    Example:
+      >>> x = jnp.array([1.2, 0.4, 2.2, 1.9, 0.7, 1.4, 0.9, 1.6])
+      >>> res = mj.fit_distribution(x, "normal")        # or any mj.fit result
+      >>> d = res.delta(lambda p: {"cv": p["sigma"] / p["mu"], "var": p["sigma"] ** 2})
+      >>> round(float(d.estimate["var"]), 4), round(float(d.stderr["var"]), 4)
+      (0.3261, 0.163)
+      >>> d.cov.shape, d.jacobian.shape
+      ((2, 2), (2, 2))
     """
 
     estimate: Any
@@ -999,8 +1057,13 @@ def delta(res: FitResult, fn: Callable, *, cov: Any = "observed",
       :class:`DeltaResult`.
 
     Example:
-      >>> d = res.delta(lambda p: p["mu"] / p["sigma"])
-      >>> d.estimate, d.stderr
+      >>> x = jnp.array([1.2, 0.4, 2.2, 1.9, 0.7, 1.4, 0.9, 1.6])
+      >>> res = mj.fit_distribution(x, "normal")        # or any mj.fit result
+      >>> d = mj.delta(res, lambda p: p["mu"] / p["sigma"])   # or res.delta(...)
+      >>> round(float(d.estimate), 4), round(float(d.stderr), 4)
+      (2.2546, 0.6654)
+      >>> [round(float(v), 4) for v in d.confint(0.95)]
+      [0.9505, 3.5587]
     """
     _check_result(res, "delta")
     if not callable(fn):
@@ -1025,7 +1088,17 @@ def delta(res: FitResult, fn: Callable, *, cov: Any = "observed",
 
 @dataclasses.dataclass(frozen=True)
 class LRTResult:
-    """``statistic = 2 (loglik_full - loglik_restricted)``, its ``df`` and chi-squared p-value."""
+    """``statistic = 2 (loglik_full - loglik_restricted)``, its ``df`` and chi-squared p-value.
+
+    Example:
+      >>> x = jnp.array([1.2, 0.4, 2.2, 1.9, 0.7, 1.4, 0.9, 1.6])
+      >>> res = mj.fit_distribution(x, "normal")        # or any mj.fit result
+      >>> test = mj.lrt(res, mj.fit_distribution(x, "normal", fixed={"mu": 1.0}))
+      >>> test
+      LRTResult(statistic=1.80735, df=1, pvalue=0.1788)
+      >>> round(float(test.pvalue), 4)
+      0.1788
+    """
 
     statistic: jax.Array
     pvalue: jax.Array
@@ -1060,11 +1133,20 @@ def lrt(full: FitResult, restricted: FitResult, *, df: int | None = None) -> LRT
       :class:`LRTResult` with ``statistic``, ``df`` and ``pvalue``.
 
     Example:
-      >>> mj.lrt(res_full, res_restricted).pvalue
+      >>> x = jnp.array([1.2, 0.4, 2.2, 1.9, 0.7, 1.4, 0.9, 1.6])
+      >>> full = mj.fit_distribution(x, "normal")                        # mu and sigma free
+      >>> restricted = mj.fit_distribution(x, "normal", fixed={"mu": 1.0})
+      >>> test = mj.lrt(full, restricted)               # = n log(s0^2 / s^2) here
+      >>> test.df, round(float(test.statistic), 4), round(float(test.pvalue), 4)
+      (1, 1.8074, 0.1788)
     """
     for name, r in (("full", full), ("restricted", restricted)):
         if not isinstance(r, FitResult):
             raise ValueError(f"lrt: {name} must be a FitResult; got {type(r).__name__}.")
+        if r.penalty is not None:
+            raise ValueError(f"lrt: {name} is a penalised fit ({r.penalty}); the "
+                             "likelihood-ratio test compares maximised likelihoods, and its "
+                             "chi-squared reference does not hold for penalised estimates.")
     if df is None:
         df = int(full.df_model) - int(restricted.df_model)
         if df <= 0:
@@ -1106,6 +1188,15 @@ class BootstrapResult:
 
     Only replicates whose refit converged enter ``stderr``, ``cov`` and ``confint``; the others
     are counted (``n_failed``, ``converged_fraction``), never averaged in.
+
+    Example:
+      >>> x = jnp.array([1.2, 0.4, 2.2, 1.9, 0.7, 1.4, 0.9, 1.6])
+      >>> res = mj.fit_distribution(x, "normal")        # or any mj.fit result
+      >>> boot = mj.bootstrap(res, n=200, key=jax.random.key(0))
+      >>> boot
+      BootstrapResult(kind='nonparametric', B=200, converged=100.0%)
+      >>> jax.tree_util.tree_map(jnp.shape, boot.replicates), boot.cov.shape
+      ({'mu': (200,), 'sigma': (200,)}, (2, 2))
     """
 
     estimate: Any
@@ -1292,8 +1383,14 @@ def bootstrap(res: FitResult, data: Any = None, *, n: int = 1000, key: jax.Array
       ``converged_fraction``, the replicates.
 
     Example:
-      >>> boot = mj.bootstrap(res, n=2000, key=jax.random.key(0))
-      >>> boot.stderr, boot.confint(0.95)
+      >>> x = jnp.array([1.2, 0.4, 2.2, 1.9, 0.7, 1.4, 0.9, 1.6])
+      >>> res = mj.fit_distribution(x, "normal")        # or any mj.fit result
+      >>> boot = mj.bootstrap(res, n=200, key=jax.random.key(0))
+      >>> boot.n, int(boot.n_failed)
+      (200, 0)
+      >>> lo, hi = boot.confint(0.95)["mu"]             # percentile interval
+      >>> bool(lo < res.params["mu"] < hi), bool(0.1 < boot.stderr["mu"] < 0.3)
+      (True, True)
     """
     _check_result(res, "bootstrap")
     if kind is None:

@@ -127,6 +127,12 @@ class KMeansResult:
       inertia: sum of squared distances to the nearest centre.
       status: a :class:`~mlejax.Status` code (``CONVERGED`` or ``MAX_STEPS``).
       n_steps: Lloyd iterations taken.
+
+    Example:
+      >>> x = jax.random.normal(jax.random.key(1), (200, 2))
+      >>> km = mj.kmeans(x, 3, key=jax.random.key(0))
+      >>> km.centers.shape, km.labels.shape, mj.Status(int(km.status)).name
+      ((3, 2), (200,), 'CONVERGED')
     """
 
     centers: jax.Array

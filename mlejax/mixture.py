@@ -52,6 +52,7 @@ from jax.scipy.special import gammaln, logsumexp, xlog1py, xlogy
 
 from mlejax import _validate as V
 from mlejax import constraints as C
+from mlejax.anneal import as_schedule as _as_schedule
 from mlejax.em import em_iterate, em_tolerance, observed_cov, refit_context
 from mlejax.fit import FitWarning, Problem, _make_problem
 from mlejax.kmeans import check_matrix, kmeans_plusplus, lloyd
@@ -88,6 +89,20 @@ class MixtureResult:
       n_best: how many starts reached the best log-likelihood (to ``sqrt(eps)`` relative).
       model: the mixture specification that was fitted (static).
       df_model: the number of free parameters (static).
+      restart_params: every start's estimate (leading axis ``n_init`` after any batch axis),
+        for the optima map (:meth:`optima`).
+      restart_trace: every start's log-likelihood trace (``(n_init, max_steps + 1)``), for
+        watching the optimisation.
+
+    Example:
+      >>> x = jax.random.normal(jax.random.key(1), (500, 2)).at[:250].add(4.0)
+      >>> res = mj.GaussianMixture(2).fit(x, key=jax.random.key(0), n_init=4)
+      >>> res.predict(x[:3]).shape, res.predict_proba(x[:3]).shape, res.restart_loglik.shape
+      ((3,), (3, 2), (4,))
+      >>> sorted(round(float(w), 2) for w in res.params["weights"])
+      [0.5, 0.5]
+      >>> bool(jnp.all(jnp.diff(res.trace[: int(res.n_steps) + 1]) >= 0))   # EM never decreases
+      True
     """
 
     params: dict
@@ -102,6 +117,8 @@ class MixtureResult:
     n_best: jax.Array | None = None
     model: Any = None
     df_model: int = 0
+    restart_params: dict | None = None
+    restart_trace: jax.Array | None = None
 
     @property
     def converged(self) -> jax.Array:
@@ -174,6 +191,16 @@ class MixtureResult:
             restarts=None, n_best=None, param_names=problem.param_names,
             df_model=problem.n_free, method="em", context=context)
 
+    def optima(self, x: jax.typing.ArrayLike, *, tol: float = 0.1, ftol: float | None = None):
+        """The distinct optima the ``n_init`` starts reached, on the data ``x`` they were
+        fitted to (:func:`mlejax.optima.find`): components are put in a canonical order
+        first (``model.canonical()``), so label-switched copies of one optimum count as
+        one; the observed information of each start (from ``x``) scales the distances and
+        tells a peak from a saddle.
+        """
+        from mlejax import optima
+        return optima.find(self, x, tol=tol, ftol=ftol)
+
     def __repr__(self) -> str:
         name = type(self.model).__name__
         if self.is_batch:
@@ -186,7 +213,8 @@ class MixtureResult:
 jax.tree_util.register_dataclass(
     MixtureResult,
     data_fields=["params", "loglik", "status", "n_steps", "trace", "nobs", "degenerate",
-                 "restart_loglik", "restart_status", "n_best"],
+                 "restart_loglik", "restart_status", "n_best", "restart_params",
+                 "restart_trace"],
     meta_fields=["model", "df_model"])
 
 
@@ -243,6 +271,10 @@ class _Mixture:
     def m_step(self, resp, x):                    # closed-form maximiser of Q
         raise NotImplementedError
 
+    def anneal_m_step(self, params, resp, x):     # the M-step of annealing stages (beta < 1)
+        del params
+        return self.m_step(resp, x)
+
     def param_shapes(self, d: int) -> dict:
         raise NotImplementedError
 
@@ -263,6 +295,16 @@ class _Mixture:
     def loglik(self, params, x):
         """Observed-data log-likelihood per observation, ``log sum_j exp(joint_ij)``."""
         return logsumexp(self.joint_loglik(params, x), axis=-1)
+
+    def canonical(self):
+        """``params -> params`` with the components in a canonical order (sorted on their
+        location parameter, lexicographically), so that label-switched copies of one
+        estimate compare equal (the optima map, :meth:`MixtureResult.optima`)."""
+        from mlejax.optima import sort_components
+
+        k = self.n_components   # component leaves: leading axis k (a tied covariance has not)
+        names = tuple(n for n, sh in self.param_shapes(1).items() if len(sh) and sh[0] == k)
+        return sort_components(*names, by=self._sort_by)
 
     def _validate_settings(self):
         k = self.n_components
@@ -298,15 +340,18 @@ class _Mixture:
         params = self.m_step(self._init_resp(key, x), x)
         return {**params, **user}
 
-    def _fit_start(self, x, key, user) -> MixtureResult:
-        """EM from one start (pure)."""
+    def _fit_start(self, x, key, user, anneal=None) -> MixtureResult:
+        """EM from one start (pure); annealed first when ``anneal`` is a schedule."""
         params0 = self._start(key, x, user)
         u0, unravel = ravel_pytree(params0)
         ftol = em_tolerance(x.dtype) if self.ftol is None else float(self.ftol)
         steps = int(self.max_steps)
         out = em_iterate(lambda u: self.joint_loglik(unravel(u), x),
                          lambda u, r: ravel_pytree(self.m_step(r, x))[0], u0,
-                         max_steps=steps, ftol=ftol, trace_len=steps + 1)
+                         max_steps=steps, ftol=ftol, trace_len=steps + 1, anneal=anneal,
+                         key=jax.random.fold_in(key, 1),
+                         anneal_m_step_fn=lambda u, r: ravel_pytree(
+                             self.anneal_m_step(unravel(u), r, x))[0])
         params = unravel(out.solver_state.u)
         return MixtureResult(
             params=params, loglik=out.solver_state.f, status=out.status, n_steps=out.n_steps,
@@ -314,13 +359,16 @@ class _Mixture:
             degenerate=jnp.any(self.component_degenerate(params, x)), model=self,
             df_model=self.n_parameters(x.shape[1]))
 
-    def _fit_one(self, n_init, x, key, user) -> MixtureResult:
+    def _fit_one(self, n_init, x, key, user, anneal=None) -> MixtureResult:
         """``n_init`` starts as one vmapped program; the best is kept (converged ones first)."""
         if n_init == 1:   # no vmap, no key split: a smaller program to compile
-            one = self._fit_start(x, key, user)
-            return dataclasses.replace(one, restart_loglik=one.loglik[None],
-                                       restart_status=one.status[None], n_best=jnp.int32(1))
-        outs = jax.vmap(lambda kk: self._fit_start(x, kk, user))(jax.random.split(key, n_init))
+            one = self._fit_start(x, key, user, anneal)
+            return dataclasses.replace(
+                one, restart_loglik=one.loglik[None], restart_status=one.status[None],
+                n_best=jnp.int32(1), restart_trace=one.trace[None],
+                restart_params=jax.tree_util.tree_map(lambda a: a[None], one.params))
+        outs = jax.vmap(lambda kk: self._fit_start(x, kk, user, anneal))(
+            jax.random.split(key, n_init))
         f = jnp.where(jnp.isfinite(outs.loglik), outs.loglik, -jnp.inf)
         conv = outs.status == Status.CONVERGED
         best = jnp.where(jnp.any(conv), jnp.argmax(jnp.where(conv, f, -jnp.inf)),
@@ -329,7 +377,8 @@ class _Mixture:
         chosen = jax.tree_util.tree_map(lambda a: a[best], outs)
         return dataclasses.replace(chosen, restart_loglik=outs.loglik,
                                    restart_status=outs.status,
-                                   n_best=jnp.sum(f >= f[best] - tol).astype(jnp.int32))
+                                   n_best=jnp.sum(f >= f[best] - tol).astype(jnp.int32),
+                                   restart_params=outs.params, restart_trace=outs.trace)
 
     # --- host side -----------------------------------------------------------------------
     def _check_x(self, x, name, ndim):
@@ -379,7 +428,7 @@ class _Mixture:
         return jax.random.key(0) if key is None else key
 
     def fit(self, x: jax.typing.ArrayLike, *, key: jax.Array | None = None, n_init: int = 1,
-            init: dict | None = None, warn: bool = True) -> MixtureResult:
+            init: dict | None = None, anneal: Any = None, warn: bool = True) -> MixtureResult:
         """Fits the mixture to ``x`` (``(n, d)``) by EM from ``n_init`` starts.
 
         Args:
@@ -390,6 +439,10 @@ class _Mixture:
             (converged starts first).
           init: optional dict of starting values (natural scale) replacing those of each
             start, e.g. ``{"means": m}`` or all of the parameters.
+          anneal: a deterministic-annealing schedule (:mod:`mlejax.anneal`, e.g.
+            ``mj.anneal.geometric(start=0.1, steps=20)``): from each start EM runs with
+            tempered responsibilities ``r_ij ~ (pi_j f(x_i | theta_j))^beta`` at each
+            ``beta < 1`` in turn, then plain EM; the answer is the MLE found along the path.
           warn: warn when EM did not converge or a component collapsed or emptied.
 
         Returns:
@@ -398,36 +451,37 @@ class _Mixture:
         x = self._check_x(x, "x", 2)
         key = self._check_run(n_init, key)
         user = self._check_init(init, x.shape[1], x.dtype)
-        res = _program(self, int(n_init), False, False)(x, key, user)
+        res = _program(self, int(n_init), False, False, _as_schedule(anneal))(x, key, user)
         if warn:
             _warn(res)
         return res
 
     def fit_batch(self, xs: jax.typing.ArrayLike, *, key: jax.Array | None = None,
                   n_init: int = 1, init: dict | None = None, init_batched: bool = False,
-                  warn: bool = True) -> MixtureResult:
+                  anneal: Any = None, warn: bool = True) -> MixtureResult:
         """Fits ``K`` independent mixtures, ``xs`` of shape ``(K, n, d)``, in one program.
 
         Each dataset gets its own ``n_init`` starts (``K x n_init`` EM runs, vmapped), its
         own stopping and status. ``init`` is shared, or per dataset with
-        ``init_batched=True`` (leading axis ``K``). Every array of the result gains a
-        leading ``K`` axis.
+        ``init_batched=True`` (leading axis ``K``). ``anneal`` is as in :meth:`fit`. Every
+        array of the result gains a leading ``K`` axis.
         """
         xs = self._check_x(xs, "xs", 3)
         key = self._check_run(n_init, key)
         lead = (xs.shape[0],) if init_batched else ()
         user = self._check_init(init, xs.shape[2], xs.dtype, lead)
         keys = jax.random.split(key, xs.shape[0])
-        res = _program(self, int(n_init), True, bool(init_batched and user))(xs, keys, user)
+        res = _program(self, int(n_init), True, bool(init_batched and user),
+                       _as_schedule(anneal))(xs, keys, user)
         if warn:
             _warn(res)
         return res
 
 
 @functools.lru_cache(maxsize=128)
-def _program(model: _Mixture, n_init: int, batched: bool, init_batched: bool):
+def _program(model: _Mixture, n_init: int, batched: bool, init_batched: bool, anneal=None):
     """The compiled program for one static configuration (cached: no recompilation)."""
-    one = functools.partial(model._fit_one, n_init)
+    one = functools.partial(model._fit_one, n_init, anneal=anneal)
     if not batched:
         return jax.jit(one)
     return jax.jit(jax.vmap(one, in_axes=(0, 0, 0 if init_batched else None)))
@@ -499,6 +553,7 @@ class GaussianMixture(_Mixture):
     max_steps: int = 1000
     ftol: float | None = None
     kmeans_steps: int = 100
+    _sort_by = "means"
 
     def __post_init__(self):
         self._validate_settings()
@@ -546,6 +601,35 @@ class GaussianMixture(_Mixture):
             var = jnp.einsum("knd,knd->kd", rdiff, diff, precision=_HI) / nk[:, None] + reg
             cov = var if ctype == "diag" else jnp.mean(var, axis=1)
         return {"covariances": cov, "means": means, "weights": nk / jnp.sum(nk)}
+
+    def anneal_m_step(self, params, resp, x):
+        """The M-step of deterministic annealing's stages before ``beta = 1``: weights and
+        means move; every component gets one shared isotropic covariance ``v I``, ``v`` the
+        pooled variance of the start (kept through the stages).
+
+        Tempering ``p^beta`` of a Gaussian gives a Gaussian of covariance ``Sigma / beta``:
+        the temperature acts as a scale. A covariance learned at a hot (small ``beta``)
+        stage absorbs it, grows to fit the merged data, and the merged component never
+        splits before ``beta = 1``: annealing would end where it merged. With the scale
+        fixed, the temperature is the scale (Rose 1998; Kloppenburg & Tavan 1997):
+        components merge when hot and split, one phase transition at a time, along the
+        directions of largest spread, as ``beta`` rises; the last stage frees everything.
+        The splits are binary: data whose clusters cannot be halved evenly (a 3 x 3 grid)
+        can be split wrongly, where restarts (``n_init``) may do better.
+        """
+        new = self.m_step(resp, x)
+        cov, ctype, d = params["covariances"], self.covariance_type, x.shape[1]
+        w = params["weights"]
+        if ctype == "full":
+            v = jnp.sum(w * jnp.trace(cov, axis1=-2, axis2=-1)) / d
+            cov = jnp.broadcast_to(v * jnp.eye(d, dtype=x.dtype), cov.shape)
+        elif ctype == "tied":
+            cov = jnp.trace(cov) / d * jnp.eye(d, dtype=x.dtype)
+        elif ctype == "diag":
+            cov = jnp.broadcast_to(jnp.sum(w[:, None] * cov) / d, cov.shape)
+        else:
+            cov = jnp.broadcast_to(jnp.sum(w * cov), cov.shape)
+        return {**new, "covariances": cov}
 
     def component_degenerate(self, params, x):
         # Collapsed: in some direction the variance is reg_covar alone (to rounding).
@@ -630,6 +714,13 @@ class BernoulliMixture(_Mixture):
     component's observations all agree on a feature); ``0 log 0`` is taken as 0.
 
     Args: as :class:`GaussianMixture`, without the covariance settings.
+
+    Example:
+      >>> p = jnp.where(jnp.arange(200)[:, None] < 100, 0.9, 0.1)   # two groups, 6 features
+      >>> x = (jax.random.uniform(jax.random.key(0), (200, 6)) < p).astype(float)
+      >>> res = mj.BernoulliMixture(2).fit(x, key=jax.random.key(1))
+      >>> res.params["probs"].shape, sorted(round(float(w), 1) for w in res.params["weights"])
+      ((2, 6), [0.5, 0.5])
     """
 
     n_components: int
@@ -637,6 +728,7 @@ class BernoulliMixture(_Mixture):
     max_steps: int = 1000
     ftol: float | None = None
     kmeans_steps: int = 100
+    _sort_by = "probs"
 
     def __post_init__(self):
         self._validate_settings()
@@ -676,6 +768,14 @@ class PoissonMixture(_Mixture):
     is ``lambda_j = sum_i r_ij x_i / n_j``.
 
     Args: as :class:`GaussianMixture`, without the covariance settings.
+
+    Example:
+      >>> k1, k2 = jax.random.split(jax.random.key(2))
+      >>> x = jnp.concatenate([jax.random.poisson(k1, 2.0, (100, 1)),
+      ...                      jax.random.poisson(k2, 12.0, (100, 1))]).astype(float)
+      >>> res = mj.PoissonMixture(2).fit(x, key=jax.random.key(0))
+      >>> sorted(round(float(r)) for r in res.params["rates"][:, 0])   # rates 2 and 12
+      [2, 12]
     """
 
     n_components: int
@@ -683,6 +783,7 @@ class PoissonMixture(_Mixture):
     max_steps: int = 1000
     ftol: float | None = None
     kmeans_steps: int = 100
+    _sort_by = "rates"
 
     def __post_init__(self):
         self._validate_settings()

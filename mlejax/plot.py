@@ -77,6 +77,14 @@ def trace(res: Any, *, relative: bool = False, ax=None, path: str | None = None)
 
     Returns:
       The matplotlib Figure.
+
+    Example:
+      >>> import mlejax.plot as mplot
+      >>> x = jnp.array([0.8, 2.9, 1.7, 5.6, 3.1, 0.4, 2.2, 9.5, 1.3, 4.0, 2.6, 6.8])
+      >>> res = mj.fit_distribution(x, "gamma", start="moments")   # a few Newton steps
+      >>> fig = mplot.trace(res)                       # path="trace.png" saves it
+      >>> len(fig.axes), fig.axes[0].get_xlabel()
+      (1, 'iteration')
     """
     plt = _plt()
     res = _core(res)
@@ -157,6 +165,14 @@ def profile(res: Any, name: str | None = None, *, grid: Any = None, level: float
 
     Returns:
       The matplotlib Figure.
+
+    Example:
+      >>> import mlejax.plot as mplot
+      >>> x = jnp.array([0.8, 2.9, 1.7, 5.6, 3.1, 0.4, 2.2, 9.5, 1.3, 4.0, 2.6, 6.8])
+      >>> res = mj.fit_distribution(x, "gamma", start="moments")   # a few Newton steps
+      >>> fig = mplot.profile(res, "shape")
+      >>> fig.axes[0].get_title()
+      'profile of shape: estimate 1.709, interval [0.7576, 3.316]'
     """
     plt = _plt()
     from mlejax import inference
@@ -238,6 +254,14 @@ def density(x: Any, res: Any, dist: str, *, fixed: dict | None = None, kind: str
 
     Returns:
       The matplotlib Figure (two panels).
+
+    Example:
+      >>> import mlejax.plot as mplot
+      >>> x = jnp.array([0.8, 2.9, 1.7, 5.6, 3.1, 0.4, 2.2, 9.5, 1.3, 4.0, 2.6, 6.8])
+      >>> res = mj.fit_distribution(x, "gamma", start="moments")   # a few Newton steps
+      >>> fig = mplot.density(x, res, "gamma", kind="pp")
+      >>> [ax.get_title() for ax in fig.axes][1]
+      'PP plot'
     """
     plt = _plt()
     from mlejax import distributions as D
@@ -335,6 +359,14 @@ def mixture(res: Any, x: Any, *, dims: Sequence[int] = (0, 1), n_std: Sequence[f
 
     Returns:
       The matplotlib Figure (two panels).
+
+    Example:
+      >>> import mlejax.plot as mplot
+      >>> x = jax.random.normal(jax.random.key(1), (500, 2)).at[:250].add(4.0)
+      >>> res = mj.GaussianMixture(2).fit(x, key=jax.random.key(0), n_init=4)
+      >>> fig = mplot.mixture(res, x)
+      >>> fig.axes[1].get_title()
+      'EM trace: CONVERGED, 4 iterations'
     """
     plt = _plt()
     _single(res, "mixture")
@@ -391,6 +423,14 @@ def batch(res: Any, *, params: Sequence[str] | None = None, truth: dict | None =
 
     Returns:
       The matplotlib Figure.
+
+    Example:
+      >>> import mlejax.plot as mplot
+      >>> x = jnp.array([0.8, 2.9, 1.7, 5.6, 3.1, 0.4, 2.2, 9.5, 1.3, 4.0, 2.6, 6.8])
+      >>> batch = mj.fit_distribution(jnp.stack([x, 2 * x, x + 1]), "gamma")   # 3 fits
+      >>> fig = mplot.batch(batch, truth={"shape": 2.0})
+      >>> [ax.get_title() for ax in fig.axes if ax.get_visible()][-1]
+      'status of 3 fits (100.0% converged)'
     """
     plt = _plt()
     res = _core(res)
@@ -492,6 +532,15 @@ def surface(res: Any, x_name: str, y_name: str, *, starts: Sequence[dict] = (),
 
     Returns:
       The matplotlib Figure.
+
+    Example:
+      >>> import mlejax.plot as mplot
+      >>> x = jnp.array([0.8, 2.9, 1.7, 5.6, 3.1, 0.4, 2.2, 9.5, 1.3, 4.0, 2.6, 6.8])
+      >>> res = mj.fit_distribution(x, "gamma", start="moments")   # a few Newton steps
+      >>> fig = mplot.surface(res, "shape", "scale", starts=[{"shape": 1.0, "scale": 1.0}],
+      ...                     grid_size=20)
+      >>> fig.axes[0].get_title()
+      'log-likelihood over (shape, scale)'
     """
     plt = _plt()
     res = _core(res)

@@ -41,6 +41,27 @@ class FitResult:
       method: the solver used.
       context: what produced the fit (the log-likelihood, the data, the static settings), so
         that inference can refit (profiles, bootstrap); static, not a pytree leaf.
+      objective: for a penalised fit (``penalty=``), the penalised objective
+        ``loglik + penalty`` that was maximised (``trace`` records it; ``loglik`` is then the
+        plain log-likelihood at the estimate); None for a plain fit.
+      df_effective: effective degrees of freedom given by :meth:`with_df` (None: not given).
+      penalty: the penalty, described (None for a plain maximum-likelihood fit); ``cov`` and
+        ``stderr`` then come from the Hessian of the penalised objective.
+
+    Example:
+      >>> loglik = lambda p, x: jax.scipy.stats.norm.logpdf(x, p["mu"], p["sigma"])
+      >>> x = jnp.array([1.2, 0.4, 2.2, 1.9, 0.7, 1.4, 0.9, 1.6])
+      >>> res = mj.fit(loglik, {"mu": 0.0, "sigma": 1.0}, x, constraints={"sigma": mj.positive})
+      >>> res.param_names, mj.Status(int(res.status)).name
+      (('mu', 'sigma'), 'CONVERGED')
+      >>> round(float(res.params["mu"]), 4), round(float(res.stderr["mu"]), 4), res.cov.shape
+      (1.2875, 0.2019, (2, 2))
+      >>> print(res.summary())
+      mlejax fit: method=newton, status=CONVERGED
+      ...
+      parameter    estimate     std err         z     P>|z|     [95% lo     95% hi]
+      mu ...
+      sigma           0.571      0.1428         4 6.334e-05      0.2912      0.8509
     """
 
     params: Any
@@ -58,6 +79,9 @@ class FitResult:
     df_model: int = 0
     method: str = ""
     context: "FitContext | None" = dataclasses.field(default=None, repr=False, compare=False)
+    objective: jax.Array | None = None
+    df_effective: jax.Array | None = None
+    penalty: str | None = None
 
     # --- derived quantities -------------------------------------------------------------
     @property
@@ -72,14 +96,47 @@ class FitResult:
 
     @property
     def aic(self) -> jax.Array:
-        """Akaike's information criterion, ``2 k - 2 loglik``."""
-        return 2.0 * self.df_model - 2.0 * self.loglik
+        """Akaike's information criterion, ``2 k - 2 loglik``.
+
+        ``k`` is ``df_model``, or the degrees of freedom given by :meth:`with_df`. A
+        penalised fit raises ``ValueError`` until they are given: its effective degrees of
+        freedom are not its parameter count.
+        """
+        return 2.0 * self._df("AIC") - 2.0 * self.loglik
 
     @property
     def bic(self) -> jax.Array:
-        """Schwarz's criterion, ``k log(nobs) - 2 loglik`` (NaN when nobs is unknown)."""
+        """Schwarz's criterion, ``k log(nobs) - 2 loglik`` (NaN when nobs is unknown;
+        ``k`` as for :attr:`aic`)."""
         n = jnp.where(self.nobs > 0, self.nobs, jnp.nan)
-        return self.df_model * jnp.log(n) - 2.0 * self.loglik
+        return self._df("BIC") * jnp.log(n) - 2.0 * self.loglik
+
+    def _df(self, what: str):
+        if self.df_effective is not None:
+            return self.df_effective
+        if self.penalty is not None:
+            raise ValueError(f"{what} of a penalised fit ({self.penalty}): its effective "
+                             "degrees of freedom are not the parameter count. Give them with "
+                             "res.with_df(df) (e.g. the number of non-zero coefficients of a "
+                             "lasso), or res.with_df(res.df_model) to use the count anyway.")
+        return self.df_model
+
+    def with_df(self, df) -> "FitResult":
+        """This result with the degrees of freedom AIC and BIC use (one per fit for a
+        batch): the way to ask for the criteria of a penalised fit."""
+        d = np.asarray(df, dtype=np.float64)
+        if not np.all(np.isfinite(d)) or np.any(d < 0):
+            raise ValueError(f"df must be finite and >= 0; got {df!r}.")
+        dtype = jnp.result_type(self.loglik)
+        return dataclasses.replace(
+            self, df_effective=jnp.broadcast_to(jnp.asarray(d, dtype), np.shape(self.loglik)))
+
+    @property
+    def optima(self):
+        """The distinct optima the restarts reached (:func:`mlejax.optima.find`): their
+        parameters, log-likelihoods, basin counts and whether each is a peak."""
+        from mlejax import optima
+        return optima.find(self)
 
     @property
     def is_batch(self) -> bool:
@@ -173,8 +230,8 @@ class FitResult:
 
 
 _DATA_FIELDS = ["params", "loglik", "status", "n_steps", "trace", "cov", "stderr", "grad_norm",
-                "nobs", "restarts", "n_best"]
-_META_FIELDS = ["param_names", "df_model", "method", "context"]
+                "nobs", "restarts", "n_best", "objective", "df_effective"]
+_META_FIELDS = ["param_names", "df_model", "method", "context", "penalty"]
 
 
 class FitContext:
@@ -232,8 +289,16 @@ def _single_summary(res: FitResult, level: float, se=None, bounds=None,
     nobs = int(res.nobs)
     lines.append(f"log-likelihood: {float(res.loglik):.10g}    steps: {int(res.n_steps)}    "
                  f"nobs: {nobs if nobs >= 0 else 'n/a'}    params: {res.df_model}")
-    lines.append(f"AIC: {float(res.aic):.6g}    BIC: {float(res.bic):.6g}    "
-                 f"scaled |grad|: {float(res.grad_norm):.2e}")
+    if res.penalty is not None:
+        lines.append(f"penalised objective: {float(res.objective):.10g}    penalty: "
+                     f"{res.penalty}")
+        if se_label == "observed information":
+            se_label = "inverse Hessian of the penalised objective"
+    if res.penalty is not None and res.df_effective is None:
+        crit = "AIC, BIC: n/a (penalised; effective df via res.with_df(df))"
+    else:
+        crit = f"AIC: {float(res.aic):.6g}    BIC: {float(res.bic):.6g}"
+    lines.append(f"{crit}    scaled |grad|: {float(res.grad_norm):.2e}")
     if res.n_best is not None:
         r = int(np.shape(res.restarts.loglik)[0])
         conv = int(np.sum(np.asarray(res.restarts.converged)))

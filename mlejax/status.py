@@ -8,7 +8,17 @@ __all__ = ["Status", "message", "messages"]
 
 
 class Status(enum.IntEnum):
-    """Why a fit stopped. Only ``CONVERGED`` means the estimate can be trusted as a maximum."""
+    """Why a fit stopped. Only ``CONVERGED`` means the estimate can be trusted as a maximum.
+
+    A result's ``status`` is an ``int32`` code (one per fit of a batch); ``Status(code)`` names
+    it and ``result.message`` explains it.
+
+    Example:
+      >>> [s.name for s in mj.Status if s >= 0]
+      ['CONVERGED', 'MAX_STEPS', 'NONFINITE', 'LINESEARCH_FAILED', 'SINGULAR_HESSIAN', 'NOT_RUN']
+      >>> mj.Status(1).name, mj.Status.CONVERGED == 0
+      ('MAX_STEPS', True)
+    """
 
     CONVERGED = 0
     MAX_STEPS = 1
