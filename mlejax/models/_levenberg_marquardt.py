@@ -95,7 +95,7 @@ class LevenbergMarquardt:
                                        dscale)
 
     def step(self, state: LevenbergMarquardtState):
-        b, f = state.u, state.f
+        b = state.u
         rss, _, jac, r = self._derivatives(b)
         norms = jnp.sqrt(jnp.sum(jac * jac, axis=0))
         dscale = jnp.maximum(state.dscale, norms)
