@@ -2,9 +2,10 @@
 
 Maximises ``F(u) = f(u) - sum_j lam_j |u_j|`` with ``f`` smooth (the log-likelihood plus
 the smooth part of a penalty, :mod:`mlejax.penalties`). With ``g`` and ``H`` the gradient
-and Hessian of ``f`` at ``u``, and ``B = |A| + mu D`` built from ``A = -H`` as in
-:mod:`mlejax.solvers.newton` (Jacobi-scaled, absolute eigenvalues where indefinite,
-``D = diag(|A_jj|)``, Levenberg-Marquardt damping ``mu``), each step maximises the model
+and Hessian of ``f`` at ``u``, and ``B = |A| + mu D`` built from ``A = -H`` (Jacobi-scaled,
+absolute eigenvalues where indefinite, ``D = diag(|A_jj|)``, Levenberg-Marquardt damping
+``mu``; the non-smooth term rules out :mod:`mlejax.solvers.newton`'s trust-region step, whose
+model has no L1 part), each step maximises the model
 
     m(d) = g.d - d.B.d / 2 - sum_j lam_j |u_j + d_j|
 
