@@ -13,7 +13,7 @@ and each EM iteration, from the responsibilities ``r_ik = p(z_i = k | x_i, param
 
 either in closed form, when the user passes ``m_step(responsibilities, data) -> params``
 (responsibilities already multiplied by the observation weights ``w_i``), or numerically:
-a few damped Newton steps (:class:`mlejax.solvers.Newton`) on ``Q`` in the unconstrained
+a few trust-region Newton steps (:class:`mlejax.solvers.Newton`) on ``Q`` in the unconstrained
 coordinates of the core's constraints, each accepted only if it increases ``Q``
 (generalised EM). Either way ``L`` never decreases (Dempster, Laird & Rubin 1977): the trace
 is monotone up to rounding, and a step that would lower ``L`` beyond rounding is refused and
@@ -136,7 +136,7 @@ class EM:
 
 
 def newton_m_step(joint_fn: Callable, newton_steps: int, dtype) -> Callable:
-    """A generalised M-step: ``newton_steps`` damped Newton steps on ``Q`` from ``u``."""
+    """A generalised M-step: ``newton_steps`` trust-region Newton steps on ``Q`` from ``u``."""
     # The core's Newton tolerances: the M-step's maximiser to the precision of the dtype.
     _, ftol = default_tolerances(dtype)
     gtol = float(jnp.finfo(dtype).eps) ** 0.75
@@ -367,7 +367,7 @@ def em(joint_loglik_fn: Callable, init: Any, data: Any = None, *,
     Maximises ``L(params) = sum_i w_i log sum_k exp(joint_loglik_fn(params, data)[i, k])``.
     Each iteration computes the responsibilities ``r_ik`` (softmax over ``k``) and then
     maximises ``Q = sum_ik w_i r_ik joint_ik``: with ``m_step`` in closed form; without, by
-    ``newton_steps`` damped Newton steps on ``Q`` (generalised EM; steps accepted only when
+    ``newton_steps`` trust-region Newton steps on ``Q`` (generalised EM; steps accepted only when
     they increase ``Q``), in the unconstrained coordinates given by ``constraints``.
     ``L`` never decreases; ``trace`` records it after every iteration.
 
@@ -388,7 +388,7 @@ def em(joint_loglik_fn: Callable, init: Any, data: Any = None, *,
       max_steps: at most this many EM iterations (default 1000).
       ftol: stop when an iteration changes ``L`` by at most ``ftol * max(|L|, 1)``
         (default ``eps ** (2/3)`` of the dtype).
-      newton_steps: damped Newton steps per generalised M-step (without ``m_step``).
+      newton_steps: trust-region Newton steps per generalised M-step (without ``m_step``).
       trace_len: length of the trace (default ``max_steps + 1``).
       stderr: compute the observed information and standard errors.
       anneal: a deterministic-annealing schedule (:mod:`mlejax.anneal`, e.g.
