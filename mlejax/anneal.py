@@ -77,6 +77,11 @@ class Schedule:
       jitter: EM only: the size of the random perturbation ``exp(jitter z)`` of the
         responsibilities at the start of each stage, which breaks the symmetry of
         components that merged when hot (0: none).
+
+    Example:
+      >>> sched = mj.anneal.linear(start=0.5, steps=3, smoothing=1.0)   # made by a builder
+      >>> type(sched).__name__, sched.betas, sched.sigmas().tolist()
+      ('Schedule', (0.5, 0.75, 1.0), [1.0, 0.5])
     """
 
     betas: tuple

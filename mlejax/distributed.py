@@ -33,7 +33,14 @@ __all__ = ["fit_batch_distributed", "process_share"]
 def process_share(k: int, process_index: int | None = None,
                   process_count: int | None = None) -> tuple[int, int]:
     """Rows ``[lo, hi)`` of a batch of ``k`` datasets that this process fits (contiguous,
-    sizes differing by at most one)."""
+    sizes differing by at most one).
+
+    Example:
+      >>> mj.distributed.process_share(10)       # a single process fits every row
+      (0, 10)
+      >>> [mj.distributed.process_share(10, i, 3) for i in range(3)]   # 3 processes
+      [(0, 4), (4, 7), (7, 10)]
+    """
     i = jax.process_index() if process_index is None else process_index
     p = jax.process_count() if process_count is None else process_count
     base, extra = divmod(k, p)
@@ -60,6 +67,15 @@ def fit_batch_distributed(loglik_fn: Callable, init: Any, data: Any, *, weights:
     ``chunk_size``, ``repack``, ``devices`` for its local devices, ...) and the results are
     gathered so that every process returns all K, in order. Dataset keys are numbered
     globally, so results equal a single-process ``fit_batch``.
+
+    In a single process (no ``jax.distributed.initialize``) it is ``fit_batch``.
+
+    Example:
+      >>> x = np.array([[1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.0]])   # K = 2 datasets
+      >>> loglik = lambda p, x: -0.5 * (x - p["m"]) ** 2
+      >>> res = mj.distributed.fit_batch_distributed(loglik, {"m": 0.0}, x)
+      >>> [round(float(m), 3) for m in res.params["m"]]
+      [2.5, 5.0]
     """
     k = jax.tree_util.tree_leaves(data)[0].shape[0]
     p = jax.process_count()

@@ -427,6 +427,15 @@ def find(res: Any, x: Any = None, *, canonical: Any = None, tol: float = 0.1,
 
     Returns:
       An :class:`Optima` (``res.optima`` for a ``FitResult``).
+
+    Example:
+      >>> x = jnp.array([-3.1, -2.9, -3.0, 2.9, 3.1, 3.0, 3.05])
+      >>> loglik = lambda p, x: -jnp.log1p((x - p["m"]) ** 2)   # a peak near each cluster
+      >>> res = mj.fit(loglik, lambda k: {"m": 6.0 * jax.random.uniform(k) - 3.0}, x,
+      ...              restarts=16, key=jax.random.key(0), warn=False)
+      >>> opt = mj.optima.find(res, tol=0.5)             # res.optima with another tolerance
+      >>> int(opt.n_optima), [round(float(m), 2) for m in opt.params["m"][:2]]
+      (2, [2.88, -2.76])
     """
     from mlejax.mixture import MixtureResult, _problem
     from mlejax.result import FitResult

@@ -175,6 +175,14 @@ class Penalty:
     Build one with :func:`l2`, :func:`l1`, :func:`elastic_net`, or pass any function
     ``fn(params) -> scalar`` as ``penalty=``; ``+`` adds penalties (and functions).
     Hashable, so a fit with the same penalty reuses its compiled program.
+
+    Example:
+      >>> pen = mj.penalties.l2(1.0) + mj.penalties.l1(0.5, on="b")
+      >>> type(pen).__name__, pen.has_l1
+      ('Penalty', True)
+      >>> params = {"w": jnp.array([3.0, 4.0]), "b": -2.0}
+      >>> round(float(pen(params)), 2), round(float(pen.smooth(params)), 2)   # smooth: no L1
+      (-15.5, -14.5)
     """
 
     terms: tuple

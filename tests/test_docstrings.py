@@ -1,11 +1,15 @@
 """Every public function and class shows a runnable example in its docstring, and it runs.
 
-"Public" is every function or class named in ``mlejax.__all__`` and every function in
-``mlejax.plot.__all__``. Each must have its own docstring with at least one ``>>>`` example;
-the examples run as doctests (``ELLIPSIS``, ``NORMALIZE_WHITESPACE``) in a namespace holding
-``jax``, ``jnp``, ``np`` and ``mj`` (``import mlejax as mj``), under the float64 that
-conftest.py switches on for the test session. Printed numbers are rounded in the examples so
-that they do not depend on the last bits of a platform's arithmetic.
+"Public" is every function or class named in ``mlejax.__all__``, every function in
+``mlejax.plot.__all__`` and every function or class named in the ``__all__`` of the public
+submodules reachable from ``mlejax`` (``mj.models``, ``mj.distributions``, ``mj.optima``,
+``mj.penalties``, ``mj.anneal``, ``mj.batching``, ``mj.distributed``); an object that is
+reachable under several names is checked and run once, under its first name. Each must have
+its own docstring with at least one ``>>>`` example; the examples run as doctests
+(``ELLIPSIS``, ``NORMALIZE_WHITESPACE``) in a namespace holding ``jax``, ``jnp``, ``np`` and
+``mj`` (``import mlejax as mj``), under the float64 that conftest.py switches on for the test
+session. Printed numbers are rounded in the examples so that they do not depend on the last
+bits of a platform's arithmetic.
 
 The examples run in one test per source module: the examples of a module fit the same small
 data with the same (built-in, cached) log-likelihoods, so each test compiles a program once
@@ -28,6 +32,10 @@ from mlejax import plot as mplot
 
 OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
+# Public submodules reachable as ``mj.<name>``; their ``__all__`` is public API too.
+SUBMODULES = ("models", "distributions", "optima", "penalties", "anneal", "batching",
+              "distributed")
+
 
 def _public() -> dict:
     out = {}
@@ -37,6 +45,17 @@ def _public() -> dict:
             out[f"mlejax.{name}"] = obj
     for name in mplot.__all__:
         out[f"mlejax.plot.{name}"] = getattr(mplot, name)
+    seen = {id(obj) for obj in out.values()}
+    for sub in SUBMODULES:
+        module = getattr(mj, sub)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if not (inspect.isclass(obj) or inspect.isfunction(obj)) or id(obj) in seen:
+                continue   # data (e.g. the DISTRIBUTIONS registry) or already listed
+            if not obj.__module__.startswith("mlejax"):
+                continue   # a re-export of another library's object
+            seen.add(id(obj))
+            out[f"mlejax.{sub}.{name}"] = obj
     return out
 
 

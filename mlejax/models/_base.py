@@ -36,7 +36,16 @@ __all__ = ["Model", "RegressionResult", "SeparationWarning"]
 
 
 class SeparationWarning(FitWarning):
-    """Perfect or quasi-perfect separation: a binary-response MLE that does not exist."""
+    """Perfect or quasi-perfect separation: a binary-response MLE that does not exist.
+
+    Warned by :class:`~mlejax.models.Logistic` and :class:`~mlejax.models.Probit` fits (the
+    flag is also in ``res.extra["separated"]``); a :class:`~mlejax.FitWarning`, so
+    ``warnings.simplefilter("error", mj.models.SeparationWarning)`` makes it an error.
+
+    Example:
+      >>> issubclass(mj.models.SeparationWarning, mj.FitWarning)
+      True
+    """
 
 
 # ------------------------------------------------------------------------ the result
@@ -54,6 +63,15 @@ class RegressionResult:
       model: the model that produced it (static).
       feature_names: the names of the coefficients, in order (static).
       intercept_added: whether ``fit`` prepended the ``const`` column (``predict`` does too).
+
+    Example:
+      >>> x = np.linspace(-1.0, 1.0, 8)
+      >>> y = np.array([-1.1, -0.4, 0.6, 0.3, 1.5, 1.4, 2.6, 3.1])
+      >>> res = mj.models.Linear().fit(x, y)
+      >>> isinstance(res, mj.models.RegressionResult), res.feature_names, res.intercept_added
+      (True, ('const', 'x1'), True)
+      >>> round(float(res.coef_table()["x1"]["stderr"]), 4), bool(res.converged)
+      (0.1581, True)
     """
 
     fit_result: FitResult
@@ -323,7 +341,12 @@ def _dependent_columns(X: np.ndarray) -> list[int]:
 
 
 class Model:
-    """Abstract base of the design-matrix regressions (``fit``, ``fit_batch``, ``predict``)."""
+    """Abstract base of the design-matrix regressions (``fit``, ``fit_batch``, ``predict``).
+
+    Example:
+      >>> isinstance(mj.models.Logistic(), mj.models.Model), mj.models.Gamma().describe()
+      (True, 'Gamma regression (log link)')
+    """
 
     intercept: bool = True
     log_link: bool = False

@@ -178,8 +178,17 @@ class Linear(Model):
     ``sqrt((n - p) / n)``. The start is the least-squares solution itself.
 
     Example:
-      >>> res = mj.models.Linear().fit(X, y)
-      >>> print(res.summary()); res.predict(X_new)
+      >>> x = np.linspace(-1.0, 1.0, 8)
+      >>> y = np.array([-1.1, -0.4, 0.6, 0.3, 1.5, 1.4, 2.6, 3.1])
+      >>> res = mj.models.Linear().fit(x, y)            # x (n,) or (n, d); const prepended
+      >>> res.param_names, [round(float(b), 3) for b in res.coef]
+      (('const', 'x1', 'sigma'), [1.0, 2.0])
+      >>> [round(float(p), 3) for p in res.predict(np.array([0.0, 1.0]))]
+      [1.0, 3.0]
+      >>> print(res.summary())
+      Linear (Gaussian) regression
+      mlejax fit: method=newton, status=CONVERGED
+      ...
     """
 
     intercept: bool = True
@@ -236,6 +245,15 @@ class Logistic(_Binary):
     Perfect separation by one column raises ``ValueError`` naming the column; separation by a
     combination of columns is detected after the fit (``extra["separated"]``) with a
     :class:`SeparationWarning` naming the diverging coefficient.
+
+    Example:
+      >>> x = np.linspace(-1.0, 1.0, 8)
+      >>> y = np.array([0, 0, 1, 0, 1, 1, 1, 1])
+      >>> res = mj.models.Logistic().fit(x, y)
+      >>> res.param_names, [round(float(b), 3) for b in res.coef], bool(res.extra["separated"])
+      (('const', 'x1'), [1.282, 4.418], False)
+      >>> [round(float(p), 3) for p in res.predict(np.array([0.0, 1.0]))]   # P(y = 1)
+      [0.783, 0.997]
     """
 
     intercept: bool = True
@@ -252,7 +270,15 @@ class Logistic(_Binary):
 
 @dataclasses.dataclass(frozen=True)
 class Probit(_Binary):
-    """Probit regression ``P(y = 1) = Phi(X beta + offset)`` (separation as for Logistic)."""
+    """Probit regression ``P(y = 1) = Phi(X beta + offset)`` (separation as for Logistic).
+
+    Example:
+      >>> x = np.linspace(-1.0, 1.0, 8)
+      >>> y = np.array([0, 0, 1, 0, 1, 1, 1, 1])
+      >>> res = mj.models.Probit().fit(x, y)
+      >>> res.param_names, [round(float(b), 3) for b in res.coef]
+      (('const', 'x1'), [0.776, 2.7])
+    """
 
     intercept: bool = True
 
@@ -271,8 +297,13 @@ class Poisson(Model):
     """Poisson regression ``y ~ Poisson(exposure * exp(X beta + offset))`` (log link).
 
     Example:
-      >>> res = mj.models.Poisson().fit(X, counts, exposure=population)
-      >>> res.predict(X_new, exposure=pop_new)
+      >>> x = np.linspace(-1.0, 1.0, 8)
+      >>> counts = np.array([1, 0, 2, 1, 3, 2, 4, 6])
+      >>> res = mj.models.Poisson().fit(x, counts, exposure=np.full(8, 10.0))
+      >>> res.param_names, [round(float(b), 3) for b in res.coef]
+      (('const', 'x1'), [-1.686, 1.103])
+      >>> [round(float(m), 2) for m in res.predict(np.array([0.0]), exposure=np.array([100.0]))]
+      [18.53]
     """
 
     intercept: bool = True
@@ -298,7 +329,17 @@ class Poisson(Model):
 class NegativeBinomial(Model):
     """Negative binomial (NB2) regression: mean ``exp(X beta + offset)``, variance
     ``mu + alpha mu^2``, ``alpha > 0`` estimated with ``beta`` (statsmodels'
-    ``NegativeBinomial(loglike_method="nb2")``)."""
+    ``NegativeBinomial(loglike_method="nb2")``).
+
+    Example:
+      >>> x = np.linspace(-1.0, 1.0, 8)
+      >>> counts = np.array([0, 5, 1, 0, 9, 2, 12, 3])    # over-dispersed
+      >>> res = mj.models.NegativeBinomial().fit(x, counts)
+      >>> res.param_names, [round(float(b), 3) for b in res.coef]
+      (('alpha', 'const', 'x1'), [1.252, 0.858])
+      >>> round(float(res.params["alpha"]), 3)
+      0.838
+    """
 
     intercept: bool = True
     log_link = True
@@ -337,6 +378,15 @@ class Gamma(Model):
     The score for ``beta`` does not involve ``nu``, so ``beta`` equals statsmodels'
     ``GLM(family=Gamma(link))`` estimate; statsmodels' default scale is the Pearson
     estimate, not the MLE ``1 / nu``.
+
+    Example:
+      >>> x = np.linspace(-1.0, 1.0, 8)
+      >>> y = np.array([0.6, 1.3, 0.8, 1.9, 1.2, 2.8, 1.7, 3.5])
+      >>> res = mj.models.Gamma().fit(x, y)                  # link="log"
+      >>> res.param_names, [round(float(b), 3) for b in res.coef]
+      (('const', 'x1', 'shape'), [0.443, 0.703])
+      >>> round(float(res.params["shape"]), 2)
+      10.71
     """
 
     intercept: bool = True

@@ -128,8 +128,13 @@ class Nonlinear:
 
     Example:
       >>> f = lambda x, b: b[0] * (1.0 - jnp.exp(-b[1] * x))
-      >>> res = mj.models.Nonlinear(f, param_names=["b1", "b2"]).fit(x, y, init=[500.0, 1e-4])
-      >>> res.params["b"], res.extra["gn_stderr"]      # estimates, NIST/nls standard errors
+      >>> x = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+      >>> y = np.array([0.8, 1.3, 1.5, 1.8, 1.85, 1.9])
+      >>> res = mj.models.Nonlinear(f, param_names=["b1", "b2"]).fit(x, y, init=[1.0, 1.0])
+      >>> [round(float(b), 3) for b in res.params["b"]]     # estimates
+      [2.01, 0.505]
+      >>> [round(float(s), 3) for s in res.extra["gn_stderr"]]  # Gauss-Newton (nls) std errors
+      [0.053, 0.037]
     """
 
     f: Callable

@@ -44,8 +44,11 @@ class StudentT(Model):
     then reports that it did not converge; fix ``df`` (or use :class:`Linear`).
 
     Example:
-      >>> res = mj.models.StudentT().fit(X, y)          # df estimated
-      >>> res = mj.models.StudentT(df=4).fit(X, y)      # df held at 4
+      >>> x = np.linspace(-1.0, 1.0, 8)
+      >>> y = np.array([-1.1, -0.4, 0.6, 0.3, 1.5, 1.4, 2.6, 3.1])
+      >>> res = mj.models.StudentT(df=4).fit(x, y)     # df held at 4; StudentT() estimates it
+      >>> res.param_names, [round(float(b), 3) for b in res.coef]
+      (('const', 'x1', 'sigma'), [1.027, 2.047])
     """
 
     intercept: bool = True
