@@ -3,8 +3,9 @@
 With ``A = -H`` the negative Hessian of the log-likelihood ``f`` at ``u`` and ``g`` its
 gradient, each step maximises the quadratic model ``m(d) = g.d - d.A.d / 2`` inside the
 ellipsoid ``||D d|| <= radius`` (Nocedal & Wright, ch. 4; Moré & Sorensen 1983). ``D`` is
-MINPACK's scaling: the square root of ``|diag A|``, the largest seen so far, so the region
-is measured in units that do not depend on how the parameters are scaled. Writing
+MINPACK's scaling: the square root of ``|diag A|``, the largest seen so far (slowly
+forgotten), so the region is measured in units that do not depend on how the parameters are
+scaled. Writing
 ``D^-1 A D^-1 = V W V^T`` once per step, the model's maximiser is
 
     d = D^-1 V (W + lam I)^-1 V^T D^-1 g,   lam >= max(0, -w_min),
@@ -45,6 +46,11 @@ from mlejax._numerics import nan_to_neginf, sym
 
 _SECULAR_ITERS = 30      # Newton iterations on the secular equation (vector ops of size p)
 _ETA = 1e-4              # accept when the actual gain is at least this fraction of predicted
+# MINPACK keeps the scaling at its running maximum; here the maximum forgets 1% per step, so
+# a parameter whose curvature was huge far from the optimum (NIST MGH10's b1 from its far
+# start) is not held for the rest of the fit to the small region that curvature implied (the
+# scale may fall tenfold in about 230 steps, far slower than a fit's curvature changes).
+_SCALE_MEMORY = 0.99
 DECREMENT_TOL = 0.0
 
 
@@ -58,13 +64,14 @@ class NewtonState(NamedTuple):
 
 
 def _scale(a: jax.Array, previous: jax.Array | None) -> jax.Array:
-    """sqrt|diag A|, where finite and positive, kept at its running maximum."""
+    """sqrt|diag A|, where finite and positive, kept at its running maximum (with memory
+    ``_SCALE_MEMORY`` per step)."""
     diag = jnp.sqrt(jnp.abs(jnp.diagonal(a)))
     ok = jnp.isfinite(diag) & (diag > 0)
     if previous is None:
         typical = jnp.where(jnp.any(ok), jnp.max(jnp.where(ok, diag, 0.0)), 1.0)
         return jnp.where(ok, diag, typical)
-    return jnp.where(ok, jnp.maximum(previous, diag), previous)
+    return jnp.where(ok, jnp.maximum(_SCALE_MEMORY * previous, diag), previous)
 
 
 def _boundary_multiplier(w, gv, radius):
