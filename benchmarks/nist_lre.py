@@ -15,15 +15,14 @@ The summary counts, per method, how many of the 54 fits converge with LRE >= 6.
 
 Float64 throughout (x64 is enabled by this script). Data location: see nist_problems.py.
 
-Figures (all three methods, --max-steps 3000, float64), 2026-11-27, scaled trust-region
-Newton (commit e74d0c6; newton re-run after its initial radius became the first Newton step's
-length, same passes, fewer steps: MGH17 start 1 137 steps instead of 1,471), on the 2-core AMD EPYC development VM, CPU, jax/jaxlib 0.10.2, while other
-jobs loaded the machine:
+Figures (all three methods, --max-steps 3000, float64), 2026-11-27, on the 2-core AMD EPYC
+development VM, CPU, jax/jaxlib 0.10.2, while other jobs loaded the machine; newton is the
+scaled trust-region Newton as of the commit that made its scaling forget 1% per step:
 
-    newton: 52 of 54 converge with LRE >= 6 (every pass has LRE >= 10); fails: MGH10 start 1
-            (MAX_STEPS, b1 collapses towards 0) and Eckerle4 start 1 (SINGULAR_HESSIAN: the
-            first accepted steps move the peak off the data, onto a plateau where the model
-            is ~0 and the likelihood flat)
+    newton: 53 of 54 converge with LRE >= 6 (every pass has LRE >= 9.5); fails: Eckerle4
+            start 1 (SINGULAR_HESSIAN: the first accepted step moves the peak off the data,
+            onto a plateau where the model is ~0 and the likelihood flat in b1). MGH10 start 1
+            takes ~2,500 steps, MGH17 start 1 ~1,200, Bennett5 up to ~950.
     bfgs:   23 of 54 (38 reach LRE >= 6 but end LINESEARCH_FAILED at the precision floor)
     lbfgs:  20 of 54 (37 reach LRE >= 6)
 
