@@ -20,13 +20,20 @@ model rises to the boundary.
 
 The trial point's value, gradient and Hessian come from one forward-over-reverse pass. The
 step is accepted when the actual gain is a fair fraction of the predicted gain (ratio
-``rho > 1e-4``), so every accepted step increases the log-likelihood; the region grows after
+``rho > 1e-4``), so an accepted step increases the log-likelihood; the region grows after
 a very good step on its boundary and shrinks after a poor or rejected one. A rejected trial
 leaves the point where it was (``STEP_RETRY``): the loop goes on with the smaller region.
 
+Where ``f`` itself is only known to rounding (residuals that cancel near a close fit), its
+change cannot judge a short step: a step that does not overshoot along ``d`` (approximate
+Wolfe conditions, Hager & Zhang 2005) and loses at most ``eps^(2/3) |f|`` is taken, so the
+log-likelihood rises at every accepted step up to that rounding.
+
 The step reports the optimum itself when a full Newton step on a negative-definite Hessian
-predicts a gain below rounding: the point it reaches is the maximum to the precision of the
-dtype even where the gradient is dominated by rounding (tiny residuals, cancellation).
+predicts a gain below rounding, or when the region has shrunk to rounding of ``u`` on a
+negative-definite Hessian and still no trial is better (MINPACK's ``xtol`` test at ``eps``):
+the point is the maximum to the precision of the dtype even where the gradient is dominated
+by rounding (zero-residual problems).
 
 References:
   Nocedal & Wright, Numerical Optimization (2006), ch. 4; Moré & Sorensen, "Computing a
@@ -51,7 +58,6 @@ _ETA = 1e-4              # accept when the actual gain is at least this fraction
 # start) is not held for the rest of the fit to the small region that curvature implied (the
 # scale may fall tenfold in about 230 steps, far slower than a fit's curvature changes).
 _SCALE_MEMORY = 0.99
-DECREMENT_TOL = 0.0
 
 
 class NewtonState(NamedTuple):
@@ -157,9 +163,8 @@ class Newton:
         newton_c = gv / jnp.maximum(w, w_floor)
         newton_fits = definite & (jnp.sqrt(jnp.sum(newton_c ** 2)) <= radius)
         # The pure Newton step's predicted gain (half the squared Newton decrement) is below
-        # rounding, or below eps^(3/4) in log-likelihood units (the optimum is then within
-        # about 1e-6 standard errors in float64): the point is the maximum.
-        floor0 = definite & (0.5 * jnp.sum(gv * newton_c) <= jnp.maximum(noise, DECREMENT_TOL))
+        # rounding of f: the point is the maximum to the precision of the dtype.
+        floor0 = definite & (0.5 * jnp.sum(gv * newton_c) <= noise)
         lam, hard = _boundary_multiplier(w, gv, radius)
         c = jnp.where(newton_fits, newton_c, gv / (w + lam))
         # Hard case: complete the step to the boundary along the most negative curvature.
