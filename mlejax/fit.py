@@ -541,7 +541,7 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         ftol: float | None = None, restarts: int | None = None, key: jax.Array | None = None,
         restart_scale: float = 1.0, trace_len: int | None = None,
         penalty: Any = None, anneal: Any = None, canonical: Callable | None = None,
-        warn: bool = True) -> FitResult:
+        repack: int | None = None, warn: bool = True) -> FitResult:
     """Maximises ``sum_i w_i loglik_fn(params, data)_i`` (``+ penalty(params)``) over ``params``.
 
     The solvers work on unconstrained coordinates (each constrained leaf through its
@@ -560,7 +560,7 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         keys of a dict left out are unconstrained.
       weights: non-negative per-observation weights (needs a per-observation log-likelihood).
       method: ``"newton"`` (trust-region Newton-Raphson, exact Hessian; the default), ``"bfgs"``,
-        ``"lbfgs"`` (quasi-Newton with a strong-Wolfe line search) or ``"gradient"`` (any
+        ``"lbfgs"`` (quasi-Newton with a weak-Wolfe line search) or ``"gradient"`` (any
         optax ``optimizer``; stochastic with ``batch_size``).
       optimizer: an optax optimiser for ``method="gradient"`` (default ``optax.adam(1e-2)``
         on the mean log-likelihood per observation).
@@ -572,6 +572,11 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         ``eps ** (1/2)`` for ``method="gradient"``).
       restarts: run R starts as one vmapped program and keep the best (needs ``key``).
       key: a ``jax.random.key`` for restarts and minibatches.
+      repack: with restarts, every ``repack`` steps the starts still running are re-packed
+        into a smaller batch (:mod:`mlejax.batching`), so a few slow starts do not keep all R
+        stepping (under ``vmap`` the batch otherwise runs as long as its slowest start).
+        Same starts, same results; it costs a host round trip per segment and a compile per
+        batch size (R, R/8, R/64), so it pays when starts differ much in length.
       restart_scale: standard deviation, in unconstrained coordinates, of the starts drawn
         around a pytree ``init``.
       trace_len: length of the trace buffer (default ``max_steps + 1``; for ``fit_batch``
@@ -599,16 +604,51 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
       >>> bool(res.converged)
       True
     """
-    cfg, start, data, weights, key = _prepare(
-        loglik_fn, init, data, constraints=constraints, weights=weights, method=method,
-        optimizer=optimizer, batch_size=batch_size, max_steps=max_steps, gtol=gtol, ftol=ftol,
-        restarts=restarts, key=key, restart_scale=restart_scale, trace_len=trace_len,
-        batched=False, init_batched=False, penalty=penalty, anneal=anneal, canonical=canonical)
-    res = _kernel(cfg)(start, data, weights, key)
+    options = dict(constraints=constraints, method=method, optimizer=optimizer,
+                   batch_size=batch_size, max_steps=max_steps, gtol=gtol, ftol=ftol,
+                   restarts=restarts, key=key, restart_scale=restart_scale,
+                   trace_len=trace_len, penalty=penalty, anneal=anneal, canonical=canonical)
+    if repack is not None:
+        _check_repack(repack, restarts, anneal)
+    cfg, start, data, weights, key = _prepare(loglik_fn, init, data, weights=weights,
+                                              batched=False, init_batched=False, **options)
+    if repack is None:
+        res = _kernel(cfg)(start, data, weights, key)
+    else:
+        res = _fit_restarts_repacked(loglik_fn, init, data, weights, key, int(repack),
+                                     options)
     res = dataclasses.replace(res, context=FitContext(cfg, data, weights))
     if warn and V.is_concrete(res.status):
         _warn(res)
     return res
+
+
+def _check_repack(repack, restarts, anneal) -> None:
+    if isinstance(repack, bool) or not isinstance(repack, (int, np.integer)) or repack < 1:
+        raise ValueError(f"repack (steps per segment) must be a positive integer; got "
+                         f"{repack!r}.")
+    if restarts is None:
+        raise ValueError("repack= re-packs the restarts of one fit: give restarts=R as well "
+                         "(for many datasets use fit_batch(..., repack=S)).")
+    if anneal is not None:
+        raise ValueError("anneal= does not combine with repack= (re-packing resumes the "
+                         "final stage's loop only); fit annealed restarts without repack.")
+
+
+def _fit_restarts_repacked(loglik_fn, init, data, weights, key, repack: int,
+                           options: dict) -> FitResult:
+    """``fit(restarts=R)`` through the straggler re-packing of :mod:`mlejax.batching`: the
+    data as a batch of one dataset whose solver key is ``fit``'s own, so the R starts are
+    the ones ``fit`` draws without ``repack``."""
+    from mlejax import batching
+
+    one = lambda tree: jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], tree)  # noqa: E731
+    cfg, start, data_b, weights_b, _ = _prepare(
+        loglik_fn, init, one(data), weights=None if weights is None else one(weights),
+        batched=True, init_batched=False, check_finite=False, **options)
+    res = batching._fit_repacked(cfg, start, data_b, weights_b, key[None], segment=repack,
+                                 multiple=1)
+    return jax.tree_util.tree_map(lambda x: x[0], res)
 
 
 def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool = False,

@@ -200,3 +200,29 @@ def test_mixture_restarts_find_global_maximum(mixture_reference):
     assert ok.any()
     assert_rel(res.loglik, np.max(np.asarray(res.restarts.loglik)[ok]), 1e-12, "best = max")
     assert 1 <= int(res.n_best) <= int(ok.sum())
+
+
+def test_mixture_restarts_bfgs_repacked_equal_plain(mixture_reference):
+    """BFGS restarts reach the scipy multi-start maximum, and re-packing the starts still
+    running (``repack=``) changes the schedule only: every start ends where it did, with the
+    same status (a smaller batch is another compiled program, so the last bits of a long
+    trajectory may differ: a start may take a step or two more or fewer)."""
+    ref_ll, _ = mixture_reference
+    kw = dict(constraints=MIX_CONS, restarts=16, key=jax.random.key(1), method="bfgs",
+              warn=False)
+    plain = mj.fit(mixture_ll, _init(BAD_START), jnp.asarray(X_MIX), **kw)
+    packed = mj.fit(mixture_ll, _init(BAD_START), jnp.asarray(X_MIX), repack=3, **kw)
+    assert_rel(plain.loglik, ref_ll, 1e-9, "bfgs best restart vs scipy multi-start")
+    np.testing.assert_array_equal(np.asarray(packed.restarts.status),
+                                  np.asarray(plain.restarts.status))
+    np.testing.assert_allclose(np.asarray(packed.restarts.n_steps),
+                               np.asarray(plain.restarts.n_steps), atol=5)
+    np.testing.assert_allclose(np.asarray(packed.restarts.loglik),
+                               np.asarray(plain.restarts.loglik), rtol=1e-10)
+    assert int(packed.n_best) == int(plain.n_best)
+    with pytest.raises(ValueError, match="restarts=R"):
+        mj.fit(mixture_ll, _init(BAD_START), jnp.asarray(X_MIX), constraints=MIX_CONS,
+               repack=3)
+    with pytest.raises(ValueError, match="positive integer"):
+        mj.fit(mixture_ll, _init(BAD_START), jnp.asarray(X_MIX), constraints=MIX_CONS,
+               restarts=4, key=jax.random.key(0), repack=0)

@@ -27,7 +27,7 @@ def default_optimizer() -> optax.GradientTransformation:
 
 def gradient(fn, scale, optimizer=None) -> OptaxSolver:
     return OptaxSolver(fn, optimizer if optimizer is not None else default_optimizer(),
-                       scale=scale, linesearch=False)
+                       scale=scale)
 
 
 class MinibatchState(NamedTuple):

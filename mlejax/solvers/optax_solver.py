@@ -3,9 +3,8 @@
 optax minimises, so the solver minimises ``-fn(u) / scale`` where ``scale`` is the total
 observation weight: learning rates then mean the same thing whatever the sample size. The
 state keeps the log-likelihood ``f`` and its gradient ``g`` on the original scale for the
-loop's stopping tests. With a line search (``linesearch=True``: BFGS, L-BFGS) the value and
-gradient found by the line search are reused rather than computed again, and a step that
-lowers the log-likelihood reports no progress.
+loop's stopping tests. (BFGS and L-BFGS have their own solver with a line search:
+:mod:`mlejax.solvers.quasi_newton`.)
 """
 
 from __future__ import annotations
@@ -30,12 +29,10 @@ class OptaxSolver:
     stochastic = False
     gradient_free = False
 
-    def __init__(self, fn: Callable[[jax.Array], jax.Array], optimizer, *, scale=1.0,
-                 linesearch: bool = False):
+    def __init__(self, fn: Callable[[jax.Array], jax.Array], optimizer, *, scale=1.0):
         self.fn = fn
         self.opt = optimizer
         self.scale = scale
-        self.linesearch = linesearch
         self._loss = lambda u: -fn(u) / scale
         self._value_and_grad = jax.value_and_grad(fn)
 
@@ -48,13 +45,5 @@ class OptaxSolver:
         updates, opt_state = self.opt.update(loss_grad, state.opt_state, state.u, value=loss,
                                              grad=loss_grad, value_fn=self._loss)
         u = optax.apply_updates(state.u, updates)
-        if self.linesearch:
-            f = -self.scale * optax.tree_utils.tree_get(opt_state, "value")
-            g = -self.scale * optax.tree_utils.tree_get(opt_state, "grad")
-            # A change within rounding of f is no decrease: it happens at the optimum.
-            noise = 16.0 * jnp.finfo(f.dtype).eps * jnp.maximum(jnp.abs(state.f), 1.0)
-            progress = f >= state.f - noise
-        else:
-            f, g = self._value_and_grad(u)
-            progress = jnp.array(True)
-        return OptaxSolverState(u, f, g, opt_state), progress
+        f, g = self._value_and_grad(u)
+        return OptaxSolverState(u, f, g, opt_state), jnp.array(True)
