@@ -164,7 +164,9 @@ class QuasiNewton:
         p, opt_next = self.direction.update(-gt / self.scale, state.opt_state, ut)
         d_next = -p
         d_fresh, alpha_fresh, opt_fresh = self._fresh(ut, gt)
-        restart = forced | ~(jnp.dot(gt, d_next) > 0) | ~jnp.all(jnp.isfinite(d_next))
+        # A forced step with no positive curvature along d is no secant pair.
+        no_curvature = forced & ~(slope_t < slope0)
+        restart = no_curvature | ~(jnp.dot(gt, d_next) > 0) | ~jnp.all(jnp.isfinite(d_next))
         pick = lambda a, b: jax.tree_util.tree_map(  # noqa: E731
             lambda x, y: jnp.where(restart, x, y), a, b)
         d_next, alpha_next, opt_next = pick((d_fresh, alpha_fresh, opt_fresh),
