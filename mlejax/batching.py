@@ -731,8 +731,6 @@ def fit_many(loglik_fn, init, data, *, weights, init_batched: bool, key, chunk_s
         key = jax.random.key(0)
     if chunk_size is not None and int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}.")
-    if repack is not None and int(repack) < 1:
-        raise ValueError(f"repack (steps per segment) must be a positive integer; got {repack}.")
     multiple = len(list(devices)) if devices is not None else 1
 
     def round_up(c):

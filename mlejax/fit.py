@@ -609,7 +609,10 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
                    restarts=restarts, key=key, restart_scale=restart_scale,
                    trace_len=trace_len, penalty=penalty, anneal=anneal, canonical=canonical)
     if repack is not None:
-        _check_repack(repack, restarts, anneal)
+        _check_repack(repack, anneal)
+        if restarts is None:
+            raise ValueError("repack= re-packs the restarts of one fit: give restarts=R as "
+                             "well (for many datasets use fit_batch(..., repack=S)).")
     cfg, start, data, weights, key = _prepare(loglik_fn, init, data, weights=weights,
                                               batched=False, init_batched=False, **options)
     if repack is None:
@@ -623,16 +626,13 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
     return res
 
 
-def _check_repack(repack, restarts, anneal) -> None:
+def _check_repack(repack, anneal) -> None:
     if isinstance(repack, bool) or not isinstance(repack, (int, np.integer)) or repack < 1:
         raise ValueError(f"repack (steps per segment) must be a positive integer; got "
                          f"{repack!r}.")
-    if restarts is None:
-        raise ValueError("repack= re-packs the restarts of one fit: give restarts=R as well "
-                         "(for many datasets use fit_batch(..., repack=S)).")
     if anneal is not None:
         raise ValueError("anneal= does not combine with repack= (re-packing resumes the "
-                         "final stage's loop only); fit annealed restarts without repack.")
+                         "final stage's loop only); fit without repack when annealing.")
 
 
 def _fit_restarts_repacked(loglik_fn, init, data, weights, key, repack: int,
@@ -706,9 +706,8 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
                    batch_size=batch_size, max_steps=max_steps, gtol=gtol, ftol=ftol,
                    restarts=restarts, key=key, restart_scale=restart_scale,
                    trace_len=trace_len, penalty=penalty, anneal=anneal, canonical=canonical)
-    if anneal is not None and repack is not None:
-        raise ValueError("anneal= does not combine with repack= (re-packing resumes the "
-                         "final stage's loop only); fit annealed batches without repack.")
+    if repack is not None:
+        _check_repack(repack, anneal)
     from mlejax import batching
 
     streaming = (chunk_size is not None or repack is not None or devices is not None

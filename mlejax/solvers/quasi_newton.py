@@ -26,7 +26,8 @@ so each element of a batch runs its own line search at the loop's pace:
   quadratic interpolation into ``[lo + 0.1 (alpha - lo), lo + 0.5 (alpha - lo)]``;
 * a trial with enough increase but a slope still steep extrapolates (``alpha x 4``, or
   bisects towards a known failed length); after ``_MAX_EXTRAPOLATIONS`` such trials it is
-  accepted and the curvature memory restarts (the pair would not be a valid secant pair);
+  accepted, and the curvature memory restarts if the step saw no positive curvature
+  (``g_t.d >= g.d``: no valid secant pair), keeps the pair otherwise;
 * a step length shrunk to rounding of ``u`` reports no progress (the loop then says
   ``CONVERGED`` where the gradient is at its noise floor, ``LINESEARCH_FAILED`` otherwise).
 
