@@ -160,17 +160,23 @@ def _put(tree, idx, sub):
     return jax.tree_util.tree_map(lambda x, y: x.at[idx].set(y), tree, sub)
 
 
-def _bucket(m: int, full: int, multiple: int) -> int:
-    """The smallest of full, full/8, full/64, ... (a multiple of ``multiple``) holding m."""
+def _bucket(m: int, full: int, multiple: int, shrink: int = 8) -> int:
+    """The smallest of full, full/shrink, full/shrink^2, ... (a multiple of ``multiple``)
+    holding m. Each size is one more compiled program."""
     size = full
-    while size // 8 >= max(m, multiple) and (size // 8) % multiple == 0:
-        size //= 8
+    while size // shrink >= max(m, multiple) and (size // shrink) % multiple == 0:
+        size //= shrink
     return size
 
 
 def _fit_repacked(cfg: _Config, start, data, weights, keys, segment: int,
-                  multiple: int) -> FitResult:
-    """One chunk with straggler re-packing; identical results to an uninterrupted run."""
+                  multiple: int, shrink: int = 8) -> FitResult:
+    """One chunk with straggler re-packing; identical results to an uninterrupted run.
+
+    The batch shrinks by factors of ``shrink`` (see :func:`_bucket`): 8 for batches of
+    datasets, whose sizes run to millions (few sizes to compile); ``fit``'s restarts use 2,
+    since R is small and every start costs a pass over all the data (256 restarts of a
+    two-normal mixture with BFGS: 0.52 s with halving against 0.94 s with eighths)."""
     r = cfg.restarts or 1
     state = _compiled("start", cfg)(start, data, weights, keys, segment)
     k = jax.tree_util.tree_leaves(data)[0].shape[0]
@@ -184,7 +190,7 @@ def _fit_repacked(cfg: _Config, start, data, weights, keys, segment: int,
         todo = np.nonzero((status == Status.RUNNING) & (step < cfg.max_steps))[0]
         if todo.size == 0:
             break
-        size = _bucket(todo.size, total, multiple)
+        size = _bucket(todo.size, total, multiple, shrink)
         idx = np.concatenate([todo, np.full(size - todo.size, todo[0])])
         sub = _take(state, idx)
         d_idx = data_index[idx]

@@ -576,7 +576,7 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         into a smaller batch (:mod:`mlejax.batching`), so a few slow starts do not keep all R
         stepping (under ``vmap`` the batch otherwise runs as long as its slowest start).
         Same starts, same results; it costs a host round trip per segment and a compile per
-        batch size (R, R/8, R/64), so it pays when starts differ much in length.
+        batch size (R, R/2, R/4, ...), so it pays when starts differ much in length.
       restart_scale: standard deviation, in unconstrained coordinates, of the starts drawn
         around a pytree ``init``.
       trace_len: length of the trace buffer (default ``max_steps + 1``; for ``fit_batch``
@@ -647,7 +647,7 @@ def _fit_restarts_repacked(loglik_fn, init, data, weights, key, repack: int,
         loglik_fn, init, one(data), weights=None if weights is None else one(weights),
         batched=True, init_batched=False, check_finite=False, **options)
     res = batching._fit_repacked(cfg, start, data_b, weights_b, key[None], segment=repack,
-                                 multiple=1)
+                                 multiple=1, shrink=2)
     return jax.tree_util.tree_map(lambda x: x[0], res)
 
 
