@@ -16,6 +16,7 @@ import pytest  # noqa: E402
 
 import mlejax as mj  # noqa: E402
 from mlejax.em import e_step  # noqa: E402
+from test_em import exp_joint, exp_m_step  # noqa: E402  (the mj.em docstring's model)
 
 # Six spherical clusters on a 2 x 3 grid, 25 points each: EM from k-means++ seeds often
 # puts two components in one cluster and one across two (a poor local optimum).
@@ -55,16 +56,6 @@ def test_annealed_em_reaches_the_best_optimum_at_least_as_often_over_50_seeds():
 # --- generic EM: a mixture of two exponentials (the mj.em docstring's model) -------------
 _r2 = np.random.default_rng(7)
 XE = np.where(_r2.random(300) < 0.4, _r2.exponential(0.5, 300), _r2.exponential(4.0, 300))
-
-
-def exp_joint(params, x):
-    rate = params["rate"]
-    return jnp.log(params["weights"]) + jnp.log(rate) - x[:, None] * rate
-
-
-def exp_m_step(resp, x):
-    nk = jnp.sum(resp, axis=0)
-    return {"weights": nk / jnp.sum(nk), "rate": nk / jnp.sum(resp * x[:, None], axis=0)}
 
 
 def test_tempered_e_step_and_annealed_em_end_at_the_mle():
