@@ -307,3 +307,29 @@ def test_bad_data_and_init():
         mj.BernoulliMixture(2).fit(XB * 2.0)
     with pytest.raises(ValueError, match="counts"):
         mj.PoissonMixture(2).fit(-XB)
+
+
+def test_components_far_apart_match_sklearn():
+    """The float64 M-step forms scatter matrices from moments about the data's mean, which
+    cancels ``(|mu_j - c| / sigma_j)^2`` ulps: clusters 10,000 standard deviations apart
+    (each 5,000 from the mean) must still give scikit-learn's covariances (its M-step uses
+    centred differences) to 1e-6."""
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(150, D)) @ np.array([[1.0, 0.3], [0.0, 0.5]]) - 5000.0
+    b = rng.normal(size=(150, D)) @ np.array([[0.7, 0.0], [0.2, 1.1]]) + 5000.0
+    x = np.concatenate([a, b])
+    init = {"weights": np.array([0.5, 0.5]), "means": np.array([[-4999.0, -5001.0],
+                                                                 [5001.0, 4999.0]]),
+            "covariances": np.stack([np.eye(D), np.eye(D)])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)   # tol=0: runs all 50
+        sk = SkGMM(2, covariance_type="full", max_iter=50, tol=0.0, reg_covar=1e-6,
+                   weights_init=init["weights"], means_init=init["means"],
+                   precisions_init=np.linalg.inv(init["covariances"])).fit(x)
+    res = mj.GaussianMixture(2, max_steps=50, ftol=0.0).fit(jnp.asarray(x), init=init,
+                                                            warn=False)
+    perm = _match(sk.means_, res.params["means"])
+    np.testing.assert_allclose(np.asarray(res.params["covariances"])[perm], sk.covariances_,
+                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(np.asarray(res.params["means"])[perm], sk.means_, rtol=1e-12)
+    np.testing.assert_allclose(float(res.loglik), sk.score(x) * x.shape[0], rtol=1e-10)
