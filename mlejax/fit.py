@@ -604,22 +604,20 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
       >>> bool(res.converged)
       True
     """
-    options = dict(constraints=constraints, method=method, optimizer=optimizer,
-                   batch_size=batch_size, max_steps=max_steps, gtol=gtol, ftol=ftol,
-                   restarts=restarts, key=key, restart_scale=restart_scale,
-                   trace_len=trace_len, penalty=penalty, anneal=anneal, canonical=canonical)
     if repack is not None:
         _check_repack(repack, anneal)
         if restarts is None:
             raise ValueError("repack= re-packs the restarts of one fit: give restarts=R as "
                              "well (for many datasets use fit_batch(..., repack=S)).")
-    cfg, start, data, weights, key = _prepare(loglik_fn, init, data, weights=weights,
-                                              batched=False, init_batched=False, **options)
+    cfg, start, data, weights, key = _prepare(
+        loglik_fn, init, data, constraints=constraints, weights=weights, method=method,
+        optimizer=optimizer, batch_size=batch_size, max_steps=max_steps, gtol=gtol, ftol=ftol,
+        restarts=restarts, key=key, restart_scale=restart_scale, trace_len=trace_len,
+        batched=False, init_batched=False, penalty=penalty, anneal=anneal, canonical=canonical)
     if repack is None:
         res = _kernel(cfg)(start, data, weights, key)
     else:
-        res = _fit_restarts_repacked(loglik_fn, init, data, weights, key, int(repack),
-                                     options)
+        res = _fit_restarts_repacked(cfg, start, data, weights, key, int(repack))
     res = dataclasses.replace(res, context=FitContext(cfg, data, weights))
     if warn and V.is_concrete(res.status):
         _warn(res)
@@ -635,19 +633,16 @@ def _check_repack(repack, anneal) -> None:
                          "final stage's loop only); fit without repack when annealing.")
 
 
-def _fit_restarts_repacked(loglik_fn, init, data, weights, key, repack: int,
-                           options: dict) -> FitResult:
-    """``fit(restarts=R)`` through the straggler re-packing of :mod:`mlejax.batching`: the
-    data as a batch of one dataset whose solver key is ``fit``'s own, so the R starts are
-    the ones ``fit`` draws without ``repack``."""
+def _fit_restarts_repacked(cfg: _Config, start, data, weights, key, repack: int) -> FitResult:
+    """``fit(restarts=R)`` through the straggler re-packing of :mod:`mlejax.batching`: fit's
+    own configuration, as a batch of one dataset whose solver key is ``fit``'s, so the R
+    starts are the ones ``fit`` draws without ``repack`` (and the trace as long)."""
     from mlejax import batching
 
     one = lambda tree: jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], tree)  # noqa: E731
-    cfg, start, data_b, weights_b, _ = _prepare(
-        loglik_fn, init, one(data), weights=None if weights is None else one(weights),
-        batched=True, init_batched=False, check_finite=False, **options)
-    res = batching._fit_repacked(cfg, start, data_b, weights_b, key[None], segment=repack,
-                                 multiple=1, shrink=2)
+    res = batching._fit_repacked(dataclasses.replace(cfg, batched=True), start, one(data),
+                                 None if weights is None else one(weights), key[None],
+                                 segment=repack, multiple=1, shrink=2)
     return jax.tree_util.tree_map(lambda x: x[0], res)
 
 
