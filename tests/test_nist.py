@@ -84,20 +84,10 @@ def _fit(prob: nist.Problem, which: int):
     )
 
 
-# Where trust-region Newton with the exact Hessian does not reach the certified values.
-# Strict: a fix turns these into failures to be removed from this list.
-KNOWN_FAILURES = {
-    ("Eckerle4", 1): "stops on the flat plateau where the model is ~0 everywhere",
-}
-
-
 def _cases():
     for name in nist.PROBLEMS:
         for start in (1, 2):
-            marks = ()
-            if (name, start) in KNOWN_FAILURES:
-                marks = pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[name, start])
-            yield pytest.param(name, start, id=f"{name}-start{start}", marks=marks)
+            yield pytest.param(name, start, id=f"{name}-start{start}")
 
 
 @pytest.mark.parametrize("name, start", list(_cases()))
