@@ -118,6 +118,36 @@ def test_same_start_as_sklearn(ct):
     np.testing.assert_allclose(float(res.aic), sk.aic(X), rtol=1e-8)
 
 
+def test_batch_in_cache_blocks_equals_loop(monkeypatch):
+    # On CPU a large batch is fitted block after block (mixture._BLOCK_BYTES of E-step arrays
+    # per block); a budget of two datasets makes these three two blocks, the last padded
+    # with a copy. Each dataset's fit must be the one a loop of fit() gives.
+    import importlib
+
+    mixture = importlib.import_module("mlejax.mixture")
+    monkeypatch.setattr(mixture, "_BLOCK_BYTES", 2 * N * K * 2 * XS.dtype.itemsize)
+    xs = jnp.asarray(XS)
+    assert mixture._block_size(xs, K, 2) == 2
+    gmm = mj.GaussianMixture(K, max_steps=300)
+    key = jax.random.key(7)
+    init, _ = _start("full")
+    shared = gmm.fit_batch(xs, key=key, n_init=2, init={"weights": init["weights"]})
+    own = {"means": np.stack([XS[j][:K] for j in range(3)])}
+    per = gmm.fit_batch(xs, key=key, n_init=2, init=own, init_batched=True)
+    keys = jax.random.split(key, 3)
+    for j in range(3):
+        for batch, user in ((shared, {"weights": init["weights"]}),
+                            (per, {"means": own["means"][j]})):
+            one = gmm.fit(xs[j], key=keys[j], n_init=2, init=user)
+            np.testing.assert_allclose(np.asarray(batch.restart_loglik[j]),
+                                       np.asarray(one.restart_loglik), rtol=1e-12)
+            assert int(batch.n_steps[j]) == int(one.n_steps)
+            for name in ("weights", "means", "covariances"):
+                np.testing.assert_allclose(np.asarray(batch.params[name][j]),
+                                           np.asarray(one.params[name]), rtol=1e-10,
+                                           atol=1e-12)
+
+
 def test_empty_component_is_regularised_and_warned():
     init, _ = _start("full")
     init = dict(init, means=init["means"].copy())
