@@ -50,10 +50,11 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.scipy.special import gammaln, logsumexp, xlog1py, xlogy
 
+from mlejax import _loop
 from mlejax import _validate as V
 from mlejax import constraints as C
 from mlejax.anneal import as_schedule as _as_schedule
-from mlejax.em import em_iterate, em_tolerance, observed_cov, refit_context
+from mlejax.em import EM, em_iterate, em_tolerance, observed_cov, refit_context
 from mlejax.fit import FitWarning, Problem, _make_problem
 from mlejax.kmeans import check_matrix, kmeans_plusplus, lloyd
 from mlejax.result import FitResult
@@ -344,14 +345,29 @@ class _Mixture:
         """EM from one start (pure); annealed first when ``anneal`` is a schedule."""
         params0 = self._start(key, x, user)
         u0, unravel = ravel_pytree(params0)
-        ftol = em_tolerance(x.dtype) if self.ftol is None else float(self.ftol)
-        steps = int(self.max_steps)
         out = em_iterate(lambda u: self.joint_loglik(unravel(u), x),
                          lambda u, r: ravel_pytree(self.m_step(r, x))[0], u0,
-                         max_steps=steps, ftol=ftol, trace_len=steps + 1, anneal=anneal,
+                         max_steps=int(self.max_steps), ftol=self._ftol(x),
+                         trace_len=int(self.max_steps) + 1, anneal=anneal,
                          key=jax.random.fold_in(key, 1),
                          anneal_m_step_fn=lambda u, r: ravel_pytree(
                              self.anneal_m_step(unravel(u), r, x))[0])
+        return self._result(out, x, unravel)
+
+    def _ftol(self, x) -> float:
+        return em_tolerance(x.dtype) if self.ftol is None else float(self.ftol)
+
+    def _unravel(self, x):
+        """The flat parameter vector's layout (that of ``_start``'s dict, keys sorted)."""
+        shapes = self.param_shapes(x.shape[-1])
+        return ravel_pytree({name: jnp.zeros(shape, x.dtype)
+                             for name, shape in shapes.items()})[1]
+
+    def _em(self, x, unravel) -> EM:
+        return EM(lambda u: self.joint_loglik(unravel(u), x),
+                  lambda u, r: ravel_pytree(self.m_step(r, x))[0])
+
+    def _result(self, out: _loop.LoopResult, x, unravel) -> MixtureResult:
         params = unravel(out.solver_state.u)
         return MixtureResult(
             params=params, loglik=out.solver_state.f, status=out.status, n_steps=out.n_steps,
@@ -359,26 +375,30 @@ class _Mixture:
             degenerate=jnp.any(self.component_degenerate(params, x)), model=self,
             df_model=self.n_parameters(x.shape[1]))
 
+    # The same EM in three pieces (plain EM only, no annealing), so a batch can stop every
+    # fit after a few iterations and resume the ones still running in fewer blocks
+    # (_segmented_program): identical results to the uninterrupted _fit_start.
+    def _loop_start(self, x, key, user) -> _loop.LoopState:
+        params0 = self._start(key, x, user)
+        u0, unravel = ravel_pytree(params0)
+        return _loop.start(self._em(x, unravel), u0, gtol=0.0,
+                           trace_len=int(self.max_steps) + 1)
+
+    def _loop_advance(self, state: _loop.LoopState, x, until) -> _loop.LoopState:
+        return _loop.advance(self._em(x, self._unravel(x)), state,
+                             max_steps=int(self.max_steps), gtol=0.0, ftol=self._ftol(x),
+                             until=until)
+
+    def _loop_result(self, state: _loop.LoopState, x) -> MixtureResult:
+        unravel = self._unravel(x)
+        return self._result(_loop.finish(self._em(x, unravel), state), x, unravel)
+
     def _fit_one(self, n_init, x, key, user, anneal=None) -> MixtureResult:
         """``n_init`` starts as one vmapped program; the best is kept (converged ones first)."""
         if n_init == 1:   # no vmap, no key split: a smaller program to compile
-            one = self._fit_start(x, key, user, anneal)
-            return dataclasses.replace(
-                one, restart_loglik=one.loglik[None], restart_status=one.status[None],
-                n_best=jnp.int32(1), restart_trace=one.trace[None],
-                restart_params=jax.tree_util.tree_map(lambda a: a[None], one.params))
-        outs = jax.vmap(lambda kk: self._fit_start(x, kk, user, anneal))(
-            jax.random.split(key, n_init))
-        f = jnp.where(jnp.isfinite(outs.loglik), outs.loglik, -jnp.inf)
-        conv = outs.status == Status.CONVERGED
-        best = jnp.where(jnp.any(conv), jnp.argmax(jnp.where(conv, f, -jnp.inf)),
-                         jnp.argmax(f))
-        tol = jnp.sqrt(jnp.finfo(f.dtype).eps) * jnp.maximum(jnp.abs(f[best]), 1.0)
-        chosen = jax.tree_util.tree_map(lambda a: a[best], outs)
-        return dataclasses.replace(chosen, restart_loglik=outs.loglik,
-                                   restart_status=outs.status,
-                                   n_best=jnp.sum(f >= f[best] - tol).astype(jnp.int32),
-                                   restart_params=outs.params, restart_trace=outs.trace)
+            return _single(self._fit_start(x, key, user, anneal))
+        return _best(jax.vmap(lambda kk: self._fit_start(x, kk, user, anneal))(
+            jax.random.split(key, n_init)))
 
     # --- host side -----------------------------------------------------------------------
     def _check_x(self, x, name, ndim):
@@ -479,6 +499,28 @@ class _Mixture:
         return res
 
 
+def _single(one: MixtureResult) -> MixtureResult:
+    """A one-start fit with its restart fields (leading axis 1)."""
+    return dataclasses.replace(
+        one, restart_loglik=one.loglik[None], restart_status=one.status[None],
+        n_best=jnp.int32(1), restart_trace=one.trace[None],
+        restart_params=jax.tree_util.tree_map(lambda a: a[None], one.params))
+
+
+def _best(outs: MixtureResult) -> MixtureResult:
+    """The best of ``n_init`` starts (leading axis), converged ones first, with every
+    start's log-likelihood, status, estimate and trace."""
+    f = jnp.where(jnp.isfinite(outs.loglik), outs.loglik, -jnp.inf)
+    conv = outs.status == Status.CONVERGED
+    best = jnp.where(jnp.any(conv), jnp.argmax(jnp.where(conv, f, -jnp.inf)), jnp.argmax(f))
+    tol = jnp.sqrt(jnp.finfo(f.dtype).eps) * jnp.maximum(jnp.abs(f[best]), 1.0)
+    chosen = jax.tree_util.tree_map(lambda a: a[best], outs)
+    return dataclasses.replace(chosen, restart_loglik=outs.loglik,
+                               restart_status=outs.status,
+                               n_best=jnp.sum(f >= f[best] - tol).astype(jnp.int32),
+                               restart_params=outs.params, restart_trace=outs.trace)
+
+
 # On CPU a batch of mixtures is fitted in blocks whose E-step arrays (n x k per start) take
 # about this many bytes together, one block after another inside the program: each EM
 # iteration then works in cache instead of streaming every array of the whole batch through
@@ -527,6 +569,67 @@ def _in_blocks(fn, size: int, args, batched_args):
         lambda a: a.reshape((n_blocks * size,) + a.shape[2:])[:k], out)
 
 
+# In blocks, every fit stops after this many EM iterations; the ones still running are
+# gathered, in as few blocks as they fill, and resumed from their exact loop state. The
+# batch then costs what its typical fit costs, not max_steps in every block: K = 1,000
+# mixtures (n = 500, k = 3; mean 65 iterations, a third at the cap of 100) 0.68-0.72 s in
+# blocks alone, 0.56-0.60 s re-packed every 10 (every 5: the same).
+_SEGMENT = 10
+
+
+def _segmented(model: _Mixture, n_init: int, block: int, init_batched: bool, xs, keys, user):
+    """:func:`_program`'s batch in blocks, re-packed every ``_SEGMENT`` iterations (plain
+    EM). Results are identical to running each fit uninterrupted."""
+    k_total = xs.shape[0]
+    n_blocks = -(-k_total // block)
+    max_steps = int(model.max_steps)
+
+    def start(x, key, u):
+        if n_init == 1:
+            return jax.tree_util.tree_map(lambda a: a[None], model._loop_start(x, key, u))
+        return jax.vmap(lambda kk: model._loop_start(x, kk, u))(jax.random.split(key, n_init))
+
+    def advance(st, x, until):
+        return jax.vmap(lambda one: model._loop_advance(one, x, until))(st)
+
+    def result(st, x):
+        outs = jax.vmap(lambda one: model._loop_result(one, x))(st)
+        if n_init == 1:
+            return _single(jax.tree_util.tree_map(lambda a: a[0], outs))
+        return _best(outs)
+
+    def running(st):
+        return jnp.any(st.status == Status.RUNNING, axis=1)
+
+    def phase(carry):
+        st, until = carry
+        until = until + _SEGMENT
+        run = running(st)
+        # The fits still running first (stable: in dataset order), padded to whole blocks
+        # with a repeat of the first (advancing a copy again changes nothing).
+        order = jnp.argsort(jnp.where(run, 0, 1), stable=True)
+        order = jnp.concatenate([order, jnp.broadcast_to(order[0],
+                                                         (n_blocks * block - k_total,))])
+
+        def one_block(i, st):
+            idx = jax.lax.dynamic_slice(order, (i * block,), (block,))
+            sub = jax.vmap(advance, in_axes=(0, 0, None))(
+                jax.tree_util.tree_map(lambda a: a[idx], st), xs[idx], until)
+            return jax.tree_util.tree_map(lambda a, b: a.at[idx].set(b), st, sub)
+
+        n_run = jnp.sum(run.astype(jnp.int32))
+        return jax.lax.fori_loop(0, (n_run + block - 1) // block, one_block, st), until
+
+    def more(carry):
+        st, until = carry
+        return jnp.any(running(st)) & (until < max_steps)
+
+    st = _in_blocks(jax.vmap(start, in_axes=(0, 0, 0 if init_batched else None)), block,
+                    (xs, keys, user), (True, True, init_batched))
+    st, _ = jax.lax.while_loop(more, phase, (st, jnp.int32(0)))
+    return _in_blocks(jax.vmap(result), block, (st, xs), (True, True))
+
+
 @functools.lru_cache(maxsize=128)
 def _program(model: _Mixture, n_init: int, batched: bool, init_batched: bool, anneal=None,
              block: int | None = None):
@@ -537,6 +640,8 @@ def _program(model: _Mixture, n_init: int, batched: bool, init_batched: bool, an
     many = jax.vmap(one, in_axes=(0, 0, 0 if init_batched else None))
     if block is None:
         return jax.jit(many)
+    if anneal is None:
+        return jax.jit(functools.partial(_segmented, model, n_init, block, init_batched))
     return jax.jit(lambda xs, keys, user: _in_blocks(many, block, (xs, keys, user),
                                                      (True, True, init_batched)))
 
