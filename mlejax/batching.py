@@ -128,11 +128,15 @@ def _loop_result(cfg: _Config, state, data, weights, key):
 _CACHE: dict = {}
 
 
-def _compiled(kind: str, cfg: _Config):
-    """jit(vmap(...)) over elements (one dataset-and-start each), cached per configuration."""
-    if (kind, cfg) in _CACHE:
-        return _CACHE[kind, cfg]
+def _compiled(kind: str, cfg: _Config, shared: bool = False):
+    """jit(vmap(...)) over elements (one dataset-and-start each), cached per configuration.
+
+    ``shared``: every element fits the same single dataset (``fit``'s restarts), which is
+    then passed once rather than gathered per element."""
+    if (kind, cfg, shared) in _CACHE:
+        return _CACHE[kind, cfg, shared]
     w_axis = 0 if cfg.has_weights else None
+    d_axis = None if shared else 0
     if kind == "start":
         def fn(start, data, weights, key, until):
             if cfg.restarts is None:
@@ -140,24 +144,43 @@ def _compiled(kind: str, cfg: _Config):
             u0s, keys = _starts(cfg, start, key)
             return jax.vmap(lambda u, k: _loop_start(cfg, u, data, weights, k, until))(u0s, keys)
         out = jax.jit(jax.vmap(fn, in_axes=batch_axes(cfg) + (None,)))
-    elif kind == "advance":
-        out = jax.jit(jax.vmap(lambda s, d, w, k, until: _loop_advance(cfg, s, d, w, k, until),
-                               in_axes=(0, 0, w_axis, 0, 0)))
+    elif kind == "round":
+        advance = jax.vmap(lambda s, d, w, k, until: _loop_advance(cfg, s, d, w, k, until),
+                           in_axes=(0, d_axis, None if shared else w_axis, 0, 0))
+
+        def fn(state, data, weights, keys, idx, d_idx, segment):
+            """One re-packing round: the elements ``idx`` gathered, advanced ``segment``
+            steps, and put back -- one dispatch."""
+            sub = _take(state, idx)
+            if not shared:
+                data = _take(data, d_idx)
+                weights = None if weights is None else _take(weights, d_idx)
+            sub = advance(sub, data, weights, _take(keys, idx), sub.step + segment)
+            # Padding repeats idx[0]; its copies are advanced identically, so the
+            # duplicate writes agree.
+            return _put(state, idx, sub)
+        out = jax.jit(fn)
     else:  # "result"
         out = jax.jit(jax.vmap(lambda s, d, w, k: _loop_result(cfg, s, d, w, k),
-                               in_axes=(0, 0, w_axis, 0)))
-    _CACHE[kind, cfg] = out
+                               in_axes=(0, d_axis, None if shared else w_axis, 0)))
+    _CACHE[kind, cfg, shared] = out
     return out
 
 
-@jax.jit
 def _take(tree, idx):
     return jax.tree_util.tree_map(lambda x: jnp.take(x, idx, axis=0), tree)
 
 
-@jax.jit
 def _put(tree, idx, sub):
     return jax.tree_util.tree_map(lambda x, y: x.at[idx].set(y), tree, sub)
+
+
+_take_jit = jax.jit(_take)
+
+
+@jax.jit
+def _best_of_each(res: FitResult) -> FitResult:
+    return jax.vmap(_best_of)(res)
 
 
 def _bucket(m: int, full: int, multiple: int, shrink: int = 8) -> int:
@@ -176,15 +199,23 @@ def _fit_repacked(cfg: _Config, start, data, weights, keys, segment: int,
     The batch shrinks by factors of ``shrink`` (see :func:`_bucket`): 8 for batches of
     datasets, whose sizes run to millions (few sizes to compile); ``fit``'s restarts use 2,
     since R is small and every start costs a pass over all the data (256 restarts of a
-    two-normal mixture with BFGS: 0.52 s with halving against 0.94 s with eighths)."""
+    two-normal mixture with BFGS: 0.52 s with halving against 0.94 s with eighths). Once
+    the batch is at its smallest size, the fits left run to the end in one call: another
+    round could not make it smaller, only add a host round trip every ``segment`` steps (a
+    lone start that runs to ``max_steps`` = 500 took 56 of them)."""
     r = cfg.restarts or 1
     state = _compiled("start", cfg)(start, data, weights, keys, segment)
     k = jax.tree_util.tree_leaves(data)[0].shape[0]
+    shared = k == 1 and r > 1
     if r > 1:  # one element per (dataset, start)
         state = jax.tree_util.tree_map(lambda x: x.reshape((k * r,) + x.shape[2:]), state)
     elem_keys = jax.random.split(keys[0], k * r)  # unused by resumed solvers: state has keys
     data_index = np.repeat(np.arange(k), r)
     total = k * r
+    smallest = _bucket(1, total, multiple, shrink)
+    if shared:
+        data = jax.tree_util.tree_map(lambda x: x[0], data)
+        weights = None if weights is None else jax.tree_util.tree_map(lambda x: x[0], weights)
     while True:
         status, step = jax.device_get((state.status, state.step))
         todo = np.nonzero((status == Status.RUNNING) & (step < cfg.max_steps))[0]
@@ -192,19 +223,18 @@ def _fit_repacked(cfg: _Config, start, data, weights, keys, segment: int,
             break
         size = _bucket(todo.size, total, multiple, shrink)
         idx = np.concatenate([todo, np.full(size - todo.size, todo[0])])
-        sub = _take(state, idx)
-        d_idx = data_index[idx]
-        sub_data = _take(data, d_idx)
-        sub_w = None if weights is None else _take(weights, d_idx)
-        sub = _compiled("advance", cfg)(sub, sub_data, sub_w, _take(elem_keys, idx),
-                                        sub.step + segment)
-        state = _put(state, todo, _take(sub, np.arange(todo.size)))
-    d_all = data if r == 1 else _take(data, data_index)
-    w_all = weights if (weights is None or r == 1) else _take(weights, data_index)
-    res = _compiled("result", cfg)(state, d_all, w_all, elem_keys)
+        rounds = cfg.max_steps if size == smallest else segment
+        state = _compiled("round", cfg, shared)(state, data, weights, elem_keys, idx,
+                                                data_index[idx], rounds)
+    if shared or r == 1:
+        d_all, w_all = data, weights
+    else:
+        d_all = _take_jit(data, data_index)
+        w_all = None if weights is None else _take_jit(weights, data_index)
+    res = _compiled("result", cfg, shared)(state, d_all, w_all, elem_keys)
     if r > 1:
         res = jax.tree_util.tree_map(lambda x: x.reshape((k, r) + x.shape[1:]), res)
-        res = jax.vmap(_best_of)(res)
+        res = _best_of_each(res)
     return res
 
 

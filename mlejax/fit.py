@@ -643,7 +643,13 @@ def _fit_restarts_repacked(cfg: _Config, start, data, weights, key, repack: int)
     res = batching._fit_repacked(dataclasses.replace(cfg, batched=True), start, one(data),
                                  None if weights is None else one(weights), key[None],
                                  segment=repack, multiple=1, shrink=2)
-    return jax.tree_util.tree_map(lambda x: x[0], res)
+    return _first(res)
+
+
+@jax.jit
+def _first(tree):
+    """The first element of every leaf (one dispatch, not one per leaf)."""
+    return jax.tree_util.tree_map(lambda x: x[0], tree)
 
 
 def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool = False,
