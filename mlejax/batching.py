@@ -51,8 +51,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlejax import _loop
-from mlejax.fit import (FitResult, _best_of, _Config, _kernel, _result, _setup, _starts,
-                        batch_axes, dataset_keys)
+from mlejax.fit import (FitResult, _batch_block, _best_of, _Config, _kernel, _result, _setup,
+                        _starts, batch_axes, dataset_keys)
 from mlejax.result import FitContext
 from mlejax.status import Status
 
@@ -586,7 +586,9 @@ class Streamer:
     def _launch(self, ch: _Chunk):
         args = self._args(ch)
         if self.repack is None:
-            return _kernel(self.cfg)(*args)
+            block = None if self.sharding is not None else _batch_block(self.cfg, args[1],
+                                                                         args[2])
+            return _kernel(self.cfg, block)(*args)
         return _fit_repacked(self.cfg, *args, segment=self.repack, multiple=self.multiple)
 
     def _template(self, ch: _Chunk) -> FitResult:

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from mlejax import _blocks
 from mlejax import _validate as V
 from mlejax import anneal as _anneal
 from mlejax import penalties as _penalties
@@ -339,20 +340,65 @@ def batch_axes(cfg: _Config):
     return (0 if cfg.init_batched else None, 0, 0 if cfg.has_weights else None, 0)
 
 
+# On CPU the datasets of a batch are fitted in blocks (mlejax._blocks) holding about this many
+# bytes of data (times the restarts): 10,000 logistic regressions (n = 200, d = 6, 11 KB
+# each) 1.30 s as one block against 0.79 s in blocks of 20; blocks of 10 to 50 do as well.
+_BLOCK_BYTES = 128 << 10
+# One fit's restarts likewise, each start counting all of the data: 256 restarts of a
+# two-normal mixture on 2,000 points (16 KB) with newton 9.1 s as one block against 1.05 s
+# in blocks of two, bfgs 1.69 s against 0.59 s one start after another (every start stops
+# on its own: under one vmap all 256 ran as long as the slowest).
+_RESTART_BLOCK_BYTES = 16 << 10
+
+
+def _batch_block(cfg: _Config, data, weights) -> int | None:
+    """Datasets per block of ``fit_batch``'s program, or None for one block."""
+    leaves = jax.tree_util.tree_leaves((data, weights))
+    k = int(np.shape(leaves[0])[0])
+    per = sum(np.dtype(leaf.dtype).itemsize * int(np.prod(np.shape(leaf)[1:]))
+              for leaf in leaves)
+    return _blocks.block_size(k, per * (cfg.restarts or 1), _BLOCK_BYTES,
+                              _blocks.platform_of(data))
+
+
+def _restart_block(cfg: _Config, data, weights) -> int | None:
+    """Starts per block of ``fit(restarts=R)``'s program, or None for one block: every start
+    works over all of the data."""
+    if cfg.restarts is None:
+        return None
+    per = sum(np.dtype(leaf.dtype).itemsize * int(np.prod(np.shape(leaf)))
+              for leaf in jax.tree_util.tree_leaves((data, weights)))
+    return _blocks.block_size(cfg.restarts, per, _RESTART_BLOCK_BYTES, _blocks.platform_of(data))
+
+
+def _kernel(cfg: _Config, block: int | None = None):
+    """The compiled program for one static configuration (cached: no recompilation); a
+    batch (or one fit's restarts) runs in blocks of ``block`` when given."""
+    return _kernel_cached(cfg, block)
+
+
 @functools.lru_cache(maxsize=256)
-def _kernel(cfg: _Config):
-    """The compiled program for one static configuration (cached: no recompilation)."""
+def _kernel_cached(cfg: _Config, block: int | None):
 
     def one_dataset(start, data, weights, key):
         if cfg.restarts is None:
             return _solve_one(cfg, start, data, weights, key)
         u0s, keys = _starts(cfg, start, key)
-        all_starts = jax.vmap(lambda u0, k: _solve_one(cfg, u0, data, weights, k))(u0s, keys)
+        each = jax.vmap(lambda u0, k: _solve_one(cfg, u0, data, weights, k))
+        if cfg.batched or block is None:
+            all_starts = each(u0s, keys)
+        else:   # one fit's restarts in blocks of starts
+            all_starts = _blocks.in_blocks(each, block, (u0s, keys), (True, True))
         return _best_of(all_starts)
 
     if not cfg.batched:
         return jax.jit(one_dataset)
-    return jax.jit(jax.vmap(one_dataset, in_axes=batch_axes(cfg)))
+    axes = batch_axes(cfg)
+    many = jax.vmap(one_dataset, in_axes=axes)
+    if block is None:
+        return jax.jit(many)
+    return jax.jit(lambda *args: _blocks.in_blocks(many, block, args,
+                                                   tuple(a == 0 for a in axes)))
 
 
 def _loose(method: str, gtol: float) -> float:
@@ -615,7 +661,7 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         restarts=restarts, key=key, restart_scale=restart_scale, trace_len=trace_len,
         batched=False, init_batched=False, penalty=penalty, anneal=anneal, canonical=canonical)
     if repack is None:
-        res = _kernel(cfg)(start, data, weights, key)
+        res = _kernel(cfg, _restart_block(cfg, data, weights))(start, data, weights, key)
     else:
         res = _fit_restarts_repacked(cfg, start, data, weights, key, int(repack))
     res = dataclasses.replace(res, context=FitContext(cfg, data, weights))
@@ -728,7 +774,7 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
         cfg, start, data, weights, keys = _prepare(
             loglik_fn, init, data, weights=weights, batched=True, init_batched=init_batched,
             first_index=first_index, **options)
-        res = _kernel(cfg)(start, data, weights, keys)
+        res = _kernel(cfg, _batch_block(cfg, data, weights))(start, data, weights, keys)
         res = dataclasses.replace(res, context=FitContext(cfg, data, weights))
     if warn and V.is_concrete(res.status):
         _warn(res)

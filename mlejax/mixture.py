@@ -50,7 +50,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.scipy.special import gammaln, logsumexp, xlog1py, xlogy
 
-from mlejax import _loop
+from mlejax import _blocks, _loop
 from mlejax import _validate as V
 from mlejax import constraints as C
 from mlejax.anneal import as_schedule as _as_schedule
@@ -521,52 +521,17 @@ def _best(outs: MixtureResult) -> MixtureResult:
                                restart_params=outs.params, restart_trace=outs.trace)
 
 
-# On CPU a batch of mixtures is fitted in blocks whose E-step arrays (n x k per start) take
-# about this many bytes together, one block after another inside the program: each EM
-# iteration then works in cache instead of streaming every array of the whole batch through
-# memory. K = 1,000 mixtures of n = 500, k = 3 (float64): 16-19 us per mixture and iteration
-# vmapped as one block, 10 us in blocks of 167 to 250 (measured on the 2-core development VM).
+# On CPU a batch of mixtures is fitted in blocks (mlejax._blocks) whose E-step arrays (n x k
+# per start) take about this many bytes together. K = 1,000 mixtures of n = 500, k = 3
+# (float64): 16-19 us per mixture and iteration vmapped as one block, 10 us in blocks of 167
+# to 250 (measured on the 2-core development VM).
 _BLOCK_BYTES = 2 << 20
 
 
 def _block_size(xs, k: int, n_init: int) -> int | None:
-    """The number of datasets per block of a batched fit, or None for one block (GPU and
-    other accelerators, which want the batch as wide as possible, and small batches)."""
-    devices = xs.devices() if isinstance(xs, jax.Array) and not isinstance(
-        xs, jax.core.Tracer) else None
-    platform = next(iter(devices)).platform if devices else jax.default_backend()
-    if platform != "cpu":
-        return None
-    per_fit = xs.shape[1] * k * n_init * xs.dtype.itemsize
-    size = max(1, _BLOCK_BYTES // max(per_fit, 1))
-    n_blocks = -(-xs.shape[0] // size)
-    if n_blocks <= 1:
-        return None
-    return -(-xs.shape[0] // n_blocks)   # balanced blocks: padding below one dataset a block
-
-
-def _in_blocks(fn, size: int, args, batched_args):
-    """``fn`` (vmapped over the leading axis of the ``batched_args`` of ``args``) applied to
-    blocks of ``size`` datasets one after another (``lax.map``); the last block is padded
-    with copies of the last dataset, whose results are dropped."""
-    k = jax.tree_util.tree_leaves(args[0])[0].shape[0]
-    n_blocks = -(-k // size)
-    idx = jnp.minimum(jnp.arange(n_blocks * size), k - 1)
-
-    def blocked(a):
-        return a[idx].reshape((n_blocks, size) + a.shape[1:])
-
-    split = tuple(jax.tree_util.tree_map(blocked, a) if b else a
-                  for a, b in zip(args, batched_args))
-    mapped = tuple(a for a, b in zip(split, batched_args) if b)
-
-    def body(blk):
-        it = iter(blk)
-        return fn(*(next(it) if b else a for a, b in zip(split, batched_args)))
-
-    out = jax.lax.map(body, mapped)
-    return jax.tree_util.tree_map(
-        lambda a: a.reshape((n_blocks * size,) + a.shape[2:])[:k], out)
+    """The number of datasets per block of a batched fit, or None for one block."""
+    return _blocks.block_size(xs.shape[0], xs.shape[1] * k * n_init * xs.dtype.itemsize,
+                              _BLOCK_BYTES, _blocks.platform_of(xs))
 
 
 # In blocks, every fit stops after this many EM iterations; the ones still running are
@@ -624,10 +589,10 @@ def _segmented(model: _Mixture, n_init: int, block: int, init_batched: bool, xs,
         st, until = carry
         return jnp.any(running(st)) & (until < max_steps)
 
-    st = _in_blocks(jax.vmap(start, in_axes=(0, 0, 0 if init_batched else None)), block,
+    st = _blocks.in_blocks(jax.vmap(start, in_axes=(0, 0, 0 if init_batched else None)), block,
                     (xs, keys, user), (True, True, init_batched))
     st, _ = jax.lax.while_loop(more, phase, (st, jnp.int32(0)))
-    return _in_blocks(jax.vmap(result), block, (st, xs), (True, True))
+    return _blocks.in_blocks(jax.vmap(result), block, (st, xs), (True, True))
 
 
 @functools.lru_cache(maxsize=128)
@@ -642,7 +607,7 @@ def _program(model: _Mixture, n_init: int, batched: bool, init_batched: bool, an
         return jax.jit(many)
     if anneal is None:
         return jax.jit(functools.partial(_segmented, model, n_init, block, init_batched))
-    return jax.jit(lambda xs, keys, user: _in_blocks(many, block, (xs, keys, user),
+    return jax.jit(lambda xs, keys, user: _blocks.in_blocks(many, block, (xs, keys, user),
                                                      (True, True, init_batched)))
 
 

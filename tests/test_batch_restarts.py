@@ -225,3 +225,28 @@ def test_mixture_restarts_bfgs_repacked_equal_plain(mixture_reference):
     with pytest.raises(ValueError, match="positive integer"):
         mj.fit(mixture_ll, _init(BAD_START), jnp.asarray(X_MIX), constraints=MIX_CONS,
                restarts=4, key=jax.random.key(0), repack=0)
+
+
+def test_restarts_in_cpu_blocks_equal_one_block(monkeypatch):
+    """On CPU one fit's restarts run in cache-sized blocks of starts (fit._RESTART_BLOCK_BYTES
+    of data per start); a budget of three starts makes three blocks of 3, the last padded.
+    Every start ends where the one vmapped over all starts does, with the same status (a
+    block is another compiled program of another width, so the last bits may differ and a
+    start at the precision floor may take a step more or fewer)."""
+    import importlib
+
+    fit_module = importlib.import_module("mlejax.fit")
+    kw = dict(constraints=MIX_CONS, restarts=8, key=jax.random.key(3), warn=False)
+    monkeypatch.setattr(fit_module, "_RESTART_BLOCK_BYTES", 3 * X_MIX.nbytes)
+    blocked = mj.fit(mixture_ll, _init(BAD_START), jnp.asarray(X_MIX), **kw)
+    assert fit_module._restart_block(blocked.context.config, jnp.asarray(X_MIX), None) == 3
+    monkeypatch.setattr(fit_module, "_RESTART_BLOCK_BYTES", 1 << 40)
+    whole = mj.fit(mixture_ll, _init(BAD_START), jnp.asarray(X_MIX), **kw)
+    np.testing.assert_array_equal(np.asarray(blocked.restarts.status),
+                                  np.asarray(whole.restarts.status))
+    np.testing.assert_allclose(np.asarray(blocked.restarts.loglik),
+                               np.asarray(whole.restarts.loglik), rtol=1e-12)
+    for name in ("w", "mu1", "mu2", "s1", "s2"):
+        np.testing.assert_allclose(np.asarray(blocked.restarts.params[name]),
+                                   np.asarray(whole.restarts.params[name]), rtol=1e-9)
+    assert_rel(blocked.loglik, whole.loglik, 1e-12, "best start")

@@ -64,6 +64,34 @@ def test_chunks_equal_plain_and_compile_once(xs, plain):
     assert np.array_equal(res.n_steps, plain.n_steps)
 
 
+def test_cpu_blocks_equal_one_block(xs, plain, monkeypatch):
+    # On CPU fit_batch runs its datasets in cache-sized blocks (fit._BLOCK_BYTES of data a
+    # block); a budget of 7 datasets makes 29 blocks of 7, the last padded with copies.
+    import importlib
+
+    fit_module = importlib.import_module("mlejax.fit")
+    monkeypatch.setattr(fit_module, "_BLOCK_BYTES", 7 * xs.shape[1] * 8)
+    assert fit_module._batch_block(plain.context.config, xs, None) == 7
+    res = mj.fit_batch(normal_loglik, INIT, xs, constraints=CONS)
+    for name in ("mu", "sigma"):
+        assert close(res.params[name], plain.params[name])
+        assert close(res.stderr[name], plain.stderr[name])
+    assert np.array_equal(res.status, plain.status)
+    assert np.array_equal(res.n_steps, plain.n_steps)
+    # Per-dataset starts and weights are split into the same blocks.
+    w = np.where(np.arange(xs.shape[1]) % 5 == 0, 0.0, 1.0) * np.ones_like(xs)
+    init_b = {"mu": np.linspace(-1, 1, xs.shape[0]), "sigma": np.full(xs.shape[0], 2.0)}
+    blocked = mj.fit_batch(normal_loglik, init_b, xs, constraints=CONS, weights=w,
+                           init_batched=True)
+    monkeypatch.setattr(fit_module, "_BLOCK_BYTES", 1 << 40)
+    whole = mj.fit_batch(normal_loglik, init_b, xs, constraints=CONS, weights=w,
+                         init_batched=True)
+    for name in ("mu", "sigma"):
+        assert close(blocked.params[name], whole.params[name])
+        assert close(blocked.stderr[name], whole.stderr[name])
+    assert np.array_equal(blocked.n_steps, whole.n_steps)
+
+
 def test_uneven_last_chunk_and_memmap(xs, plain, tmp_path):
     path = tmp_path / "xs.npy"
     np.save(path, xs)
