@@ -50,7 +50,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlejax import _loop
+from mlejax import _blocks, _loop
+from mlejax import fit as _fit
 from mlejax.fit import (FitResult, _batch_block, _best_of, _Config, _kernel, _result, _setup,
                         _starts, batch_axes, dataset_keys)
 from mlejax.result import FitContext
@@ -128,25 +129,36 @@ def _loop_result(cfg: _Config, state, data, weights, key):
 _CACHE: dict = {}
 
 
-def _compiled(kind: str, cfg: _Config, shared: bool = False):
+def _compiled(kind: str, cfg: _Config, shared: bool = False, block: int | None = None):
     """jit(vmap(...)) over elements (one dataset-and-start each), cached per configuration.
 
     ``shared``: every element fits the same single dataset (``fit``'s restarts), which is
-    then passed once rather than gathered per element."""
-    if (kind, cfg, shared) in _CACHE:
-        return _CACHE[kind, cfg, shared]
-    w_axis = 0 if cfg.has_weights else None
+    then passed once rather than gathered per element. ``block``: on CPU, the elements (the
+    datasets for ``"start"``) run in blocks of this many (:mod:`mlejax._blocks`)."""
+    if (kind, cfg, shared, block) in _CACHE:
+        return _CACHE[kind, cfg, shared, block]
+    has_w = cfg.has_weights and not shared
+    w_axis = 0 if has_w else None
     d_axis = None if shared else 0
+
+    def blocked(fn, batched):
+        if block is None:
+            return fn
+        return lambda *args: _blocks.in_blocks(fn, block, args, batched)
+
     if kind == "start":
         def fn(start, data, weights, key, until):
             if cfg.restarts is None:
                 return _loop_start(cfg, start, data, weights, key, until)
             u0s, keys = _starts(cfg, start, key)
             return jax.vmap(lambda u, k: _loop_start(cfg, u, data, weights, k, until))(u0s, keys)
-        out = jax.jit(jax.vmap(fn, in_axes=batch_axes(cfg) + (None,)))
+        axes = batch_axes(cfg) + (None,)
+        out = jax.jit(blocked(jax.vmap(fn, in_axes=axes), tuple(a == 0 for a in axes)))
     elif kind == "round":
-        advance = jax.vmap(lambda s, d, w, k, until: _loop_advance(cfg, s, d, w, k, until),
-                           in_axes=(0, d_axis, None if shared else w_axis, 0, 0))
+        advance = blocked(
+            jax.vmap(lambda s, d, w, k, until: _loop_advance(cfg, s, d, w, k, until),
+                     in_axes=(0, d_axis, w_axis, 0, 0)),
+            (True, not shared, has_w, True, True))
 
         def fn(state, data, weights, keys, idx, d_idx, segment):
             """One re-packing round: the elements ``idx`` gathered, advanced ``segment``
@@ -161,9 +173,11 @@ def _compiled(kind: str, cfg: _Config, shared: bool = False):
             return _put(state, idx, sub)
         out = jax.jit(fn)
     else:  # "result"
-        out = jax.jit(jax.vmap(lambda s, d, w, k: _loop_result(cfg, s, d, w, k),
-                               in_axes=(0, d_axis, None if shared else w_axis, 0)))
-    _CACHE[kind, cfg, shared] = out
+        out = jax.jit(blocked(
+            jax.vmap(lambda s, d, w, k: _loop_result(cfg, s, d, w, k),
+                     in_axes=(0, d_axis, w_axis, 0)),
+            (True, not shared, has_w, True)))
+    _CACHE[kind, cfg, shared, block] = out
     return out
 
 
@@ -192,8 +206,16 @@ def _bucket(m: int, full: int, multiple: int, shrink: int = 8) -> int:
     return size
 
 
+def _element_bytes(data, weights, shared: bool) -> int:
+    """Bytes of data one element (dataset-and-start) works over."""
+    leaves = jax.tree_util.tree_leaves((data, weights))
+    skip = 0 if shared else 1
+    return sum(np.dtype(leaf.dtype).itemsize * int(np.prod(np.shape(leaf)[skip:]))
+               for leaf in leaves)
+
+
 def _fit_repacked(cfg: _Config, start, data, weights, keys, segment: int,
-                  multiple: int, shrink: int = 8) -> FitResult:
+                  multiple: int, shrink: int = 8, blocks: bool = True) -> FitResult:
     """One chunk with straggler re-packing; identical results to an uninterrupted run.
 
     The batch shrinks by factors of ``shrink`` (see :func:`_bucket`): 8 for batches of
@@ -204,9 +226,17 @@ def _fit_repacked(cfg: _Config, start, data, weights, keys, segment: int,
     round could not make it smaller, only add a host round trip every ``segment`` steps (a
     lone start that runs to ``max_steps`` = 500 took 56 of them)."""
     r = cfg.restarts or 1
-    state = _compiled("start", cfg)(start, data, weights, keys, segment)
     k = jax.tree_util.tree_leaves(data)[0].shape[0]
     shared = k == 1 and r > 1
+    platform = _blocks.platform_of(data) if blocks else "none"
+    per = _element_bytes(data, weights, False)
+    budget = _fit._RESTART_BLOCK_BYTES if shared else _fit._BLOCK_BYTES
+
+    def block_for(n: int) -> int | None:
+        return _blocks.block_size(n, per, budget, platform)
+
+    state = _compiled("start", cfg, block=_blocks.block_size(
+        k, per * r, _fit._BLOCK_BYTES, platform))(start, data, weights, keys, segment)
     if r > 1:  # one element per (dataset, start)
         state = jax.tree_util.tree_map(lambda x: x.reshape((k * r,) + x.shape[2:]), state)
     elem_keys = jax.random.split(keys[0], k * r)  # unused by resumed solvers: state has keys
@@ -224,14 +254,14 @@ def _fit_repacked(cfg: _Config, start, data, weights, keys, segment: int,
         size = _bucket(todo.size, total, multiple, shrink)
         idx = np.concatenate([todo, np.full(size - todo.size, todo[0])])
         rounds = cfg.max_steps if size == smallest else segment
-        state = _compiled("round", cfg, shared)(state, data, weights, elem_keys, idx,
-                                                data_index[idx], rounds)
+        state = _compiled("round", cfg, shared, block_for(size))(
+            state, data, weights, elem_keys, idx, data_index[idx], rounds)
     if shared or r == 1:
         d_all, w_all = data, weights
     else:
         d_all = _take_jit(data, data_index)
         w_all = None if weights is None else _take_jit(weights, data_index)
-    res = _compiled("result", cfg, shared)(state, d_all, w_all, elem_keys)
+    res = _compiled("result", cfg, shared, block_for(total))(state, d_all, w_all, elem_keys)
     if r > 1:
         res = jax.tree_util.tree_map(lambda x: x.reshape((k, r) + x.shape[1:]), res)
         res = _best_of_each(res)
@@ -589,7 +619,8 @@ class Streamer:
             block = None if self.sharding is not None else _batch_block(self.cfg, args[1],
                                                                          args[2])
             return _kernel(self.cfg, block)(*args)
-        return _fit_repacked(self.cfg, *args, segment=self.repack, multiple=self.multiple)
+        return _fit_repacked(self.cfg, *args, segment=self.repack, multiple=self.multiple,
+                             blocks=self.sharding is None)
 
     def _template(self, ch: _Chunk) -> FitResult:
         """The result structure of a chunk, without compiling (``jax.eval_shape``)."""
