@@ -622,7 +622,9 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         into a smaller batch (:mod:`mlejax.batching`), so a few slow starts do not keep all R
         stepping (under ``vmap`` the batch otherwise runs as long as its slowest start).
         Same starts, same results; it costs a host round trip per segment and a compile per
-        batch size (R, R/2, R/4, ...), so it pays when starts differ much in length.
+        batch size (R, R/2, R/4, ...), so it pays when starts differ much in length. On CPU,
+        where the starts already run in small blocks that each stop with their own starts
+        (:mod:`mlejax._blocks`), it is not needed and not used: the blocked program runs.
       restart_scale: standard deviation, in unconstrained coordinates, of the starts drawn
         around a pytree ``init``.
       trace_len: length of the trace buffer (default ``max_steps + 1``; for ``fit_batch``
@@ -660,8 +662,9 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         optimizer=optimizer, batch_size=batch_size, max_steps=max_steps, gtol=gtol, ftol=ftol,
         restarts=restarts, key=key, restart_scale=restart_scale, trace_len=trace_len,
         batched=False, init_batched=False, penalty=penalty, anneal=anneal, canonical=canonical)
-    if repack is None:
-        res = _kernel(cfg, _restart_block(cfg, data, weights))(start, data, weights, key)
+    block = _restart_block(cfg, data, weights)
+    if repack is None or block is not None:
+        res = _kernel(cfg, block)(start, data, weights, key)
     else:
         res = _fit_restarts_repacked(cfg, start, data, weights, key, int(repack))
     res = dataclasses.replace(res, context=FitContext(cfg, data, weights))

@@ -202,13 +202,18 @@ def test_mixture_restarts_find_global_maximum(mixture_reference):
     assert 1 <= int(res.n_best) <= int(ok.sum())
 
 
-def test_mixture_restarts_bfgs_repacked_equal_plain(mixture_reference):
+def test_mixture_restarts_bfgs_repacked_equal_plain(mixture_reference, monkeypatch):
     """BFGS restarts reach the scipy multi-start maximum, and re-packing the starts still
     running (``repack=``) changes the schedule only: every start ends where it did, with the
     same status (a smaller batch is another compiled program, so the last bits of a long
     trajectory may differ: a start that wanders at the precision floor before its line
     search gives up may take dozens of steps more or fewer, ending at the same value)."""
     ref_ll, _ = mixture_reference
+    # Re-packing serves restarts that run as one batch: on CPU they run in blocks (and
+    # repack= is not used) unless the block budget covers them all, as here.
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("mlejax.fit"), "_RESTART_BLOCK_BYTES", 1 << 40)
     kw = dict(constraints=MIX_CONS, restarts=16, key=jax.random.key(1), method="bfgs",
               warn=False)
     plain = mj.fit(mixture_ll, _init(BAD_START), jnp.asarray(X_MIX), **kw)
