@@ -53,6 +53,7 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 import jax
+import jax.custom_batching
 import jax.numpy as jnp
 
 from mlejax._loop import STEP_AT_OPTIMUM, STEP_NO_PROGRESS, STEP_PROGRESS, STEP_RETRY
@@ -66,6 +67,9 @@ _ETA = 0.1               # accept when the actual gain is at least this fraction
 # start) is not held for the rest of the fit to the small region that curvature implied (the
 # scale may fall tenfold in about 230 steps, far slower than a fit's curvature changes).
 _SCALE_MEMORY = 0.99
+# A scaled negative Hessian whose Cholesky pivots all exceed this fraction of the largest,
+# with a Newton step inside the region, takes that step without an eigendecomposition.
+_CHOL_MIN_PIVOT = 1e-8
 
 
 class NewtonState(NamedTuple):
@@ -128,6 +132,54 @@ def _boundary_multiplier(w, gv, radius, skip):
     return jnp.where(hard, lam0, lam), hard
 
 
+def _cholesky_newton(a, g):
+    """The Newton step ``a^-1 g`` through a Cholesky factor, and whether it can be trusted:
+    ``a`` positive definite with its smallest pivot above ``_CHOL_MIN_PIVOT`` of the largest
+    (well away from the rounding floor below which the eigendecomposition's step floors
+    eigenvalues instead)."""
+    chol = jnp.linalg.cholesky(a)
+    pivots = jnp.diagonal(chol) ** 2
+    z = jax.scipy.linalg.cho_solve((chol, True), g)
+    ok = (jnp.all(jnp.isfinite(chol)) & jnp.all(jnp.isfinite(z))
+          & (jnp.min(pivots) > _CHOL_MIN_PIVOT * jnp.max(pivots)))
+    return z, ok
+
+
+def _eigh(a):
+    w, v = jnp.linalg.eigh(a)
+    return w, v
+
+
+def _no_eigh(a):
+    p = a.shape[-1]
+    return (jnp.zeros(a.shape[:-1], a.dtype),
+            jnp.broadcast_to(jnp.eye(p, dtype=a.dtype), a.shape))
+
+
+@jax.custom_batching.custom_vmap
+def _eigh_where(needed, a):
+    """``eigh(a)`` where ``needed``, else eigenvalues 0 and the identity (never used).
+
+    A conditional, and under ``vmap`` one for the whole batch (its own batching rule): the
+    eigendecomposition runs only when some element needs it, so a batch whose steps all
+    take the Cholesky path pays for none. XLA's CPU ``eigh`` is a LAPACK call per matrix
+    (3.5 us for 6 x 6, against 0.5 us for a Cholesky solve); on 10,000 logistic
+    regressions it was a quarter of the fit. (A ``while_loop`` run at most once would do
+    the same but hangs XLA's CPU runtime here.)"""
+    return jax.lax.cond(needed, _eigh, _no_eigh, a)
+
+
+@_eigh_where.def_vmap
+def _eigh_where_batched(axis_size, in_batched, needed, a):
+    needed = needed if in_batched[0] else jnp.broadcast_to(needed, (axis_size,))
+    a = a if in_batched[1] else jnp.broadcast_to(a, (axis_size,) + a.shape)
+    # Rows that do not need it get the dummy, as in the unbatched function.
+    w, v = jax.lax.cond(jnp.any(needed), _eigh, _no_eigh, a)
+    dummy_w, dummy_v = _no_eigh(a)
+    return (jnp.where(needed[:, None], w, dummy_w),
+            jnp.where(needed[:, None, None], v, dummy_v)), (True, True)
+
+
 class Newton:
     """Trust-region Newton ascent on an unconstrained objective ``fn(u) -> scalar``."""
 
@@ -163,11 +215,14 @@ class Newton:
         # the initial radius, so a well-posed start takes the full Newton step, and a start
         # where A is indefinite is not thrown far by a large radius (many restarts of one
         # multimodal fit then stay in their own basins).
-        w, v = jnp.linalg.eigh(-h / (scale[:, None] * scale[None, :]))
+        a = -h / (scale[:, None] * scale[None, :])
+        gs = g / scale
+        z, chol_ok = _cholesky_newton(a, gs)       # A positive definite: |A| = A
+        w, v = _eigh_where(~chol_ok, a)
         info = jnp.finfo(u0.dtype)
         w_floor = info.eps * jnp.maximum(jnp.max(jnp.abs(w)), info.tiny)
-        c = (v.T @ (g / scale)) / jnp.maximum(jnp.abs(w), w_floor)
-        radius = jnp.sqrt(jnp.sum(c * c))
+        c = (v.T @ gs) / jnp.maximum(jnp.abs(w), w_floor)
+        radius = jnp.where(chol_ok, jnp.sqrt(jnp.sum(z * z)), jnp.sqrt(jnp.sum(c * c)))
         radius = jnp.where(jnp.isfinite(radius) & (radius > 0), radius, 1.0)
         return NewtonState(u0, f, g, h, radius.astype(u0.dtype), scale.astype(u0.dtype))
 
@@ -177,28 +232,40 @@ class Newton:
         eps = jnp.finfo(dtype).eps
         a = -state.hess
         scale = _scale(a, state.scale)
-        w, v = jnp.linalg.eigh(a / (scale[:, None] * scale[None, :]))
-        gv = v.T @ (g / scale)
+        a_s = a / (scale[:, None] * scale[None, :])
+        gs = g / scale
+        # Below this predicted gain the change in f is lost in rounding.
+        noise = 16.0 * eps * jnp.maximum(jnp.abs(f), 1.0)
+        # The common case near an optimum: A positive definite, well conditioned, and the
+        # Newton step inside the region -- a Cholesky solve. Otherwise the eigenvalues.
+        z_fast, chol_ok = _cholesky_newton(a_s, gs)
+        fast = chol_ok & (jnp.sqrt(jnp.sum(z_fast * z_fast)) <= radius)
+        pred_fast = 0.5 * jnp.sum(gs * z_fast)
+
+        w, v = _eigh_where(~fast, a_s)
+        gv = v.T @ gs
         definite = w[0] > 0
         # Eigenvalues below rounding of the largest are taken at that floor in the Newton
         # step (an ill-conditioned but definite Hessian, as on zero-residual problems).
         w_floor = eps * jnp.maximum(jnp.max(jnp.abs(w)), jnp.finfo(dtype).tiny)
-        # Below this predicted gain the change in f is lost in rounding.
-        noise = 16.0 * eps * jnp.maximum(jnp.abs(f), 1.0)
-
         newton_c = gv / jnp.maximum(w, w_floor)
         newton_fits = definite & (jnp.sqrt(jnp.sum(newton_c ** 2)) <= radius)
         # The pure Newton step's predicted gain (half the squared Newton decrement) is below
         # rounding of f: the point is the maximum to the precision of the dtype.
         floor0 = definite & (0.5 * jnp.sum(gv * newton_c) <= noise)
-        lam, hard = _boundary_multiplier(w, gv, radius, newton_fits)
+        lam, hard = _boundary_multiplier(w, gv, radius, newton_fits | fast)
         c = jnp.where(newton_fits, newton_c, gv / (w + lam))
         # Hard case: complete the step to the boundary along the most negative curvature.
         tau = jnp.sqrt(jnp.maximum(radius ** 2 - jnp.sum(c * c), 0.0))
         c = jnp.where(hard & ~newton_fits, c.at[0].add(tau), c)
-        z = v @ c
-        d = z / scale
         pred = jnp.sum(gv * c) - 0.5 * jnp.sum(w * c * c)
+
+        z = jnp.where(fast, z_fast, v @ c)
+        pred = jnp.where(fast, pred_fast, pred)
+        definite = fast | definite
+        newton_fits = fast | newton_fits
+        floor0 = jnp.where(fast, pred_fast <= noise, floor0)
+        d = z / scale
         z_norm = jnp.sqrt(jnp.sum(z * z))
 
         ok = jnp.all(jnp.isfinite(d))
