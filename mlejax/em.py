@@ -91,6 +91,10 @@ def e_step(joint: jax.Array, weights: jax.Array | None = None, beta=None):
     return _e_step(joint, weights, beta, axis=1)
 
 
+# Up to this many components the component-major E-step writes out its max and sum.
+_UNROLL_MAX_K = 8
+
+
 def _e_step(joint: jax.Array, weights, beta, axis: int):
     """:func:`e_step` with the components along ``axis`` of ``joint`` (1: ``(n, K)``; 0:
     the ``(K, n)`` transpose, responsibilities returned in the same layout)."""
@@ -98,9 +102,23 @@ def _e_step(joint: jax.Array, weights, beta, axis: int):
         f, resp = _e_step(beta * joint, weights, None, axis)
         return f / beta, resp
     # One pass of exp serves both the log-sum-exp and the responsibilities.
-    top = jax.lax.stop_gradient(jnp.max(joint, axis=axis, keepdims=True))
-    e = jnp.exp(joint - top)
-    total = jnp.sum(e, axis=axis, keepdims=True)
+    if axis == 0 and joint.shape[0] <= _UNROLL_MAX_K:
+        # Few components in rows: maxima and sums written out over the rows are elementwise
+        # work that XLA fuses with the exp (reductions over a short axis run as kernels of
+        # their own, each a pass over the array).
+        top = joint[0]
+        for j in range(1, joint.shape[0]):
+            top = jnp.maximum(top, joint[j])
+        top = jax.lax.stop_gradient(top)[None]
+        e = jnp.exp(joint - top)
+        total = e[0]
+        for j in range(1, joint.shape[0]):
+            total = total + e[j]
+        total = total[None]
+    else:
+        top = jax.lax.stop_gradient(jnp.max(joint, axis=axis, keepdims=True))
+        e = jnp.exp(joint - top)
+        total = jnp.sum(e, axis=axis, keepdims=True)
     ll = jnp.squeeze(top + jnp.log(total), axis)
     resp = e / total
     if weights is None:

@@ -716,7 +716,9 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
 
     Every leaf of ``data`` (and ``weights``) has a leading axis K; each dataset is fitted as
     by :func:`fit`, with its own stopping, status and standard errors, so one failing fit
-    never aborts or poisons the others. ``init`` is shared, or per dataset with
+    never aborts or poisons the others (on CPU the datasets run in cache-sized blocks, one
+    after another inside the program, each block stopping when its own fits have
+    converged: :mod:`mlejax._blocks`). ``init`` is shared, or per dataset with
     ``init_batched=True`` (leading axis K on every leaf). Restarts combine with batches
     (R starts per dataset; ``res.optima`` maps each dataset's optima). Every array in the
     result gains the leading K axis. ``penalty``, ``anneal`` and ``canonical`` are as in
