@@ -377,7 +377,7 @@ class _Mixture:
 
     # The same EM in three pieces (plain EM only, no annealing), so a batch can stop every
     # fit after a few iterations and resume the ones still running in fewer blocks
-    # (_segmented_program): identical results to the uninterrupted _fit_start.
+    # (_segmented): identical results to the uninterrupted _fit_start.
     def _loop_start(self, x, key, user) -> _loop.LoopState:
         params0 = self._start(key, x, user)
         u0, unravel = ravel_pytree(params0)
