@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def platform_of(x: Any) -> str:
@@ -31,6 +32,14 @@ def platform_of(x: Any) -> str:
         if isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer):
             return next(iter(leaf.devices())).platform
     return jax.default_backend()
+
+
+def nbytes(tree: Any, per_item: bool = True) -> int:
+    """Bytes of the arrays of ``tree``: of one item (one index of every leaf's leading axis)
+    when ``per_item``, of all of it otherwise. Shapes only: works on tracers."""
+    skip = 1 if per_item else 0
+    return sum(np.dtype(leaf.dtype).itemsize * int(np.prod(np.shape(leaf)[skip:]))
+               for leaf in jax.tree_util.tree_leaves(tree))
 
 
 def block_size(k: int, bytes_per_item: int, budget: int, platform: str) -> int | None:

@@ -206,14 +206,6 @@ def _bucket(m: int, full: int, multiple: int, shrink: int = 8) -> int:
     return size
 
 
-def _element_bytes(data, weights, shared: bool) -> int:
-    """Bytes of data one element (dataset-and-start) works over."""
-    leaves = jax.tree_util.tree_leaves((data, weights))
-    skip = 0 if shared else 1
-    return sum(np.dtype(leaf.dtype).itemsize * int(np.prod(np.shape(leaf)[skip:]))
-               for leaf in leaves)
-
-
 def _fit_repacked(cfg: _Config, start, data, weights, keys, segment: int,
                   multiple: int, shrink: int = 8, blocks: bool = True) -> FitResult:
     """One chunk with straggler re-packing; identical results to an uninterrupted run.
@@ -229,7 +221,7 @@ def _fit_repacked(cfg: _Config, start, data, weights, keys, segment: int,
     k = jax.tree_util.tree_leaves(data)[0].shape[0]
     shared = k == 1 and r > 1
     platform = _blocks.platform_of(data) if blocks else "none"
-    per = _element_bytes(data, weights, False)
+    per = _blocks.nbytes((data, weights))   # one dataset: what every element works over
     budget = _fit._RESTART_BLOCK_BYTES if shared else _fit._BLOCK_BYTES
 
     def block_for(n: int) -> int | None:

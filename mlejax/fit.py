@@ -353,12 +353,9 @@ _RESTART_BLOCK_BYTES = 16 << 10
 
 def _batch_block(cfg: _Config, data, weights) -> int | None:
     """Datasets per block of ``fit_batch``'s program, or None for one block."""
-    leaves = jax.tree_util.tree_leaves((data, weights))
-    k = int(np.shape(leaves[0])[0])
-    per = sum(np.dtype(leaf.dtype).itemsize * int(np.prod(np.shape(leaf)[1:]))
-              for leaf in leaves)
-    return _blocks.block_size(k, per * (cfg.restarts or 1), _BLOCK_BYTES,
-                              _blocks.platform_of(data))
+    k = int(np.shape(jax.tree_util.tree_leaves(data)[0])[0])
+    return _blocks.block_size(k, _blocks.nbytes((data, weights)) * (cfg.restarts or 1),
+                              _BLOCK_BYTES, _blocks.platform_of(data))
 
 
 def _restart_block(cfg: _Config, data, weights) -> int | None:
@@ -366,9 +363,8 @@ def _restart_block(cfg: _Config, data, weights) -> int | None:
     works over all of the data."""
     if cfg.restarts is None:
         return None
-    per = sum(np.dtype(leaf.dtype).itemsize * int(np.prod(np.shape(leaf)))
-              for leaf in jax.tree_util.tree_leaves((data, weights)))
-    return _blocks.block_size(cfg.restarts, per, _RESTART_BLOCK_BYTES, _blocks.platform_of(data))
+    return _blocks.block_size(cfg.restarts, _blocks.nbytes((data, weights), per_item=False),
+                              _RESTART_BLOCK_BYTES, _blocks.platform_of(data))
 
 
 def _kernel(cfg: _Config, block: int | None = None):
