@@ -351,30 +351,34 @@ _BLOCK_BYTES = 128 << 10
 _RESTART_BLOCK_BYTES = 16 << 10
 
 
-def _batch_block(cfg: _Config, data, weights) -> int | None:
-    """Datasets per block of ``fit_batch``'s program, or None for one block."""
-    k = int(np.shape(jax.tree_util.tree_leaves(data)[0])[0])
+def _batch_block(cfg: _Config, data, weights, k: int | None = None) -> int | None:
+    """Datasets per block of ``fit_batch``'s program (for ``k`` of the datasets, default
+    all), or None for one block."""
+    k = int(np.shape(jax.tree_util.tree_leaves(data)[0])[0]) if k is None else k
     return _blocks.block_size(k, _blocks.nbytes((data, weights)) * (cfg.restarts or 1),
                               _BLOCK_BYTES, _blocks.platform_of(data))
 
 
-def _restart_block(cfg: _Config, data, weights) -> int | None:
-    """Starts per block of ``fit(restarts=R)``'s program, or None for one block: every start
-    works over all of the data."""
+def _restart_block(cfg: _Config, data, weights, r: int | None = None) -> int | None:
+    """Starts per block of ``fit(restarts=R)``'s program (for ``r`` of the starts, default
+    all), or None for one block: every start works over all of the data."""
     if cfg.restarts is None:
         return None
-    return _blocks.block_size(cfg.restarts, _blocks.nbytes((data, weights), per_item=False),
+    return _blocks.block_size(cfg.restarts if r is None else r,
+                              _blocks.nbytes((data, weights), per_item=False),
                               _RESTART_BLOCK_BYTES, _blocks.platform_of(data))
 
 
-def _kernel(cfg: _Config, block: int | None = None):
+def _kernel(cfg: _Config, block: int | None = None, share: int | None = None):
     """The compiled program for one static configuration (cached: no recompilation); a
-    batch (or one fit's restarts) runs in blocks of ``block`` when given."""
-    return _kernel_cached(cfg, block)
+    batch (or one fit's restarts) runs in blocks of ``block`` when given. With ``share``
+    (a batch, in blocks) the program takes a first argument ``first`` and fits the
+    ``share`` datasets from it on (:func:`mlejax._blocks.concurrently`)."""
+    return _kernel_cached(cfg, block, share)
 
 
 @functools.lru_cache(maxsize=256)
-def _kernel_cached(cfg: _Config, block: int | None):
+def _kernel_cached(cfg: _Config, block: int | None, share: int | None):
 
     def one_dataset(start, data, weights, key):
         if cfg.restarts is None:
@@ -393,8 +397,56 @@ def _kernel_cached(cfg: _Config, block: int | None):
     many = jax.vmap(one_dataset, in_axes=axes)
     if block is None:
         return jax.jit(many)
-    return jax.jit(lambda *args: _blocks.in_blocks(many, block, args,
-                                                   tuple(a == 0 for a in axes)))
+    batched = tuple(a == 0 for a in axes)
+    if share is None:
+        return jax.jit(lambda *args: _blocks.in_blocks(many, block, args, batched))
+    return jax.jit(lambda first, *args: _blocks.in_blocks(many, block, args, batched,
+                                                          first, share))
+
+
+@functools.lru_cache(maxsize=256)
+def _restart_kernels(cfg: _Config, block: int, share: int):
+    """``fit(restarts=R)`` as three programs, for running shares of the starts at the same
+    time (:func:`mlejax._blocks.concurrently`): the starts, ``share`` of them fitted in
+    blocks from ``first`` on, and the best of all."""
+    def starts(start, key):
+        return _starts(cfg, start, key)
+
+    def fit_share(first, u0s, keys, data, weights):
+        each = jax.vmap(lambda u0, k: _solve_one(cfg, u0, data, weights, k))
+        return _blocks.in_blocks(each, block, (u0s, keys), (True, True), first, share)
+
+    return jax.jit(starts), jax.jit(fit_share), jax.jit(_best_of)
+
+
+def _fit_restarts_concurrently(cfg: _Config, start, data, weights, key) -> FitResult:
+    """``fit(restarts=R)`` on CPU with its starts in shares run at the same time (one per
+    core), or as one program where that would not pay."""
+    r = cfg.restarts
+    n = _blocks.shares(r, _restart_block(cfg, data, weights), _blocks.platform_of(data),
+                       V.is_concrete((start, data, weights, key)))
+    if n == 1:
+        return _kernel(cfg, _restart_block(cfg, data, weights))(start, data, weights, key)
+    share = -(-r // n)
+    starts, fit_share, best = _restart_kernels(cfg, _restart_block(cfg, data, weights, share),
+                                               share)
+    u0s, keys = starts(start, key)
+    all_starts = _blocks.concurrently(fit_share, (u0s, keys, data, weights), r, n)
+    return best(all_starts)
+
+
+def _fit_batch_concurrently(cfg: _Config, start, data, weights, keys) -> FitResult:
+    """``fit_batch``'s program on CPU with the datasets in shares run at the same time (one
+    per core), or as one program where that would not pay."""
+    k = int(np.shape(jax.tree_util.tree_leaves(data)[0])[0])
+    block = _batch_block(cfg, data, weights)
+    n = _blocks.shares(k, block, _blocks.platform_of(data),
+                       V.is_concrete((start, data, weights, keys)))
+    if n == 1:
+        return _kernel(cfg, block)(start, data, weights, keys)
+    share = -(-k // n)
+    return _blocks.concurrently(_kernel(cfg, _batch_block(cfg, data, weights, share), share),
+                                (start, data, weights, keys), k, n)
 
 
 def _loose(method: str, gtol: float) -> float:
@@ -612,7 +664,9 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         ``eps ** (3/4)`` for ``method="newton"``, ``eps ** (1/2)`` for ``"gradient"``).
       ftol: tolerance on the relative change of the log-likelihood (default ``10 eps``;
         ``eps ** (1/2)`` for ``method="gradient"``).
-      restarts: run R starts as one vmapped program and keep the best (needs ``key``).
+      restarts: run R starts as one vmapped program and keep the best (needs ``key``). On
+        CPU the starts run in small blocks, and with several cores in shares at the same
+        time, one thread each (:mod:`mlejax._blocks`).
       key: a ``jax.random.key`` for restarts and minibatches.
       repack: with restarts, every ``repack`` steps the starts still running are re-packed
         into a smaller batch (:mod:`mlejax.batching`), so a few slow starts do not keep all R
@@ -658,9 +712,8 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         optimizer=optimizer, batch_size=batch_size, max_steps=max_steps, gtol=gtol, ftol=ftol,
         restarts=restarts, key=key, restart_scale=restart_scale, trace_len=trace_len,
         batched=False, init_batched=False, penalty=penalty, anneal=anneal, canonical=canonical)
-    block = _restart_block(cfg, data, weights)
-    if repack is None or block is not None:
-        res = _kernel(cfg, block)(start, data, weights, key)
+    if repack is None or _restart_block(cfg, data, weights) is not None:
+        res = _fit_restarts_concurrently(cfg, start, data, weights, key)
     else:
         res = _fit_restarts_repacked(cfg, start, data, weights, key, int(repack))
     res = dataclasses.replace(res, context=FitContext(cfg, data, weights))
@@ -714,7 +767,8 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
     by :func:`fit`, with its own stopping, status and standard errors, so one failing fit
     never aborts or poisons the others (on CPU the datasets run in cache-sized blocks, one
     after another inside the program, each block stopping when its own fits have
-    converged: :mod:`mlejax._blocks`). ``init`` is shared, or per dataset with
+    converged, and with several cores shares of the batch run at the same time, one
+    thread each, ``$MLEJAX_CPU_WORKERS`` of them if set: :mod:`mlejax._blocks`). ``init`` is shared, or per dataset with
     ``init_batched=True`` (leading axis K on every leaf). Restarts combine with batches
     (R starts per dataset; ``res.optima`` maps each dataset's optima). Every array in the
     result gains the leading K axis. ``penalty``, ``anneal`` and ``canonical`` are as in
@@ -775,7 +829,7 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
         cfg, start, data, weights, keys = _prepare(
             loglik_fn, init, data, weights=weights, batched=True, init_batched=init_batched,
             first_index=first_index, **options)
-        res = _kernel(cfg, _batch_block(cfg, data, weights))(start, data, weights, keys)
+        res = _fit_batch_concurrently(cfg, start, data, weights, keys)
         res = dataclasses.replace(res, context=FitContext(cfg, data, weights))
     if warn and V.is_concrete(res.status):
         _warn(res)

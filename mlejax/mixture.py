@@ -491,9 +491,18 @@ class _Mixture:
         lead = (xs.shape[0],) if init_batched else ()
         user = self._check_init(init, xs.shape[2], xs.dtype, lead)
         keys = jax.random.split(key, xs.shape[0])
+        k = xs.shape[0]
         block = _block_size(xs, self.n_components, int(n_init))
-        res = _program(self, int(n_init), True, bool(init_batched and user),
-                       _as_schedule(anneal), block)(xs, keys, user)
+        n = _blocks.shares(k, block, _blocks.platform_of(xs), V.is_concrete((xs, key, user)))
+        program = functools.partial(_program, self, int(n_init), True,
+                                    bool(init_batched and user), _as_schedule(anneal))
+        if n == 1:
+            res = program(block)(xs, keys, user)
+        else:   # shares of the batch at the same time, one per core
+            share = -(-k // n)
+            res = _blocks.concurrently(program(_block_size(xs, self.n_components, int(n_init),
+                                                           share), share),
+                                       (xs, keys, user), k, n)
         if warn:
             _warn(res)
         return res
@@ -528,9 +537,11 @@ def _best(outs: MixtureResult) -> MixtureResult:
 _BLOCK_BYTES = 2 << 20
 
 
-def _block_size(xs, k: int, n_init: int) -> int | None:
-    """The number of datasets per block of a batched fit, or None for one block."""
-    return _blocks.block_size(xs.shape[0], xs.shape[1] * k * n_init * xs.dtype.itemsize,
+def _block_size(xs, k: int, n_init: int, count: int | None = None) -> int | None:
+    """The number of datasets per block of a batched fit (of ``count`` of its datasets,
+    default all), or None for one block."""
+    return _blocks.block_size(xs.shape[0] if count is None else count,
+                              xs.shape[1] * k * n_init * xs.dtype.itemsize,
                               _BLOCK_BYTES, _blocks.platform_of(xs))
 
 
@@ -597,18 +608,25 @@ def _segmented(model: _Mixture, n_init: int, block: int, init_batched: bool, xs,
 
 @functools.lru_cache(maxsize=128)
 def _program(model: _Mixture, n_init: int, batched: bool, init_batched: bool, anneal=None,
-             block: int | None = None):
-    """The compiled program for one static configuration (cached: no recompilation)."""
+             block: int | None = None, share: int | None = None):
+    """The compiled program for one static configuration (cached: no recompilation). With
+    ``share`` (a batch in blocks) it takes a first argument ``first`` and fits the ``share``
+    datasets from it on (:func:`mlejax._blocks.concurrently`)."""
     one = functools.partial(model._fit_one, n_init, anneal=anneal)
     if not batched:
         return jax.jit(one)
     many = jax.vmap(one, in_axes=(0, 0, 0 if init_batched else None))
     if block is None:
         return jax.jit(many)
+    batched_args = (True, True, init_batched)
     if anneal is None:
-        return jax.jit(functools.partial(_segmented, model, n_init, block, init_batched))
-    return jax.jit(lambda xs, keys, user: _blocks.in_blocks(many, block, (xs, keys, user),
-                                                     (True, True, init_batched)))
+        whole = functools.partial(_segmented, model, n_init, block, init_batched)
+    else:
+        def whole(xs, keys, user):
+            return _blocks.in_blocks(many, block, (xs, keys, user), batched_args)
+    if share is None:
+        return jax.jit(whole)
+    return jax.jit(lambda first, *args: whole(*_blocks.take(args, batched_args, first, share)))
 
 
 def _warn(res: MixtureResult) -> None:

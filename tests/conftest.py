@@ -70,3 +70,36 @@ def rng():
 
 # Re-export for test modules (conftest helpers are importable as ``conftest``).
 __all__ = ["assert_rel", "flat_index", "normal_ll", "N_NORMAL"]
+
+
+def _memory_maps() -> int:
+    """Memory mappings of this process (Linux), 0 where unknown."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0
+
+
+# Every compiled XLA program keeps a few memory mappings for as long as it is cached, and
+# Linux caps a process at vm.max_map_count (65,530 by default); the whole suite run in one
+# process (no -n) compiles enough programs to reach it, and the next compilation then dies
+# with a segmentation fault. Past this many mappings the compiled programs are dropped
+# between test modules (tests within a module still share theirs).
+_MAX_MAPS = 40_000
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _bounded_compiled_programs():
+    yield
+    if _memory_maps() > _MAX_MAPS:
+        import gc
+        import sys
+
+        for name, module in list(sys.modules.items()):
+            if name == "mlejax" or name.startswith("mlejax.") or name.startswith("benchmarks"):
+                for obj in list(vars(module).values()):
+                    if callable(getattr(obj, "cache_clear", None)):
+                        obj.cache_clear()
+        jax.clear_caches()
+        gc.collect()

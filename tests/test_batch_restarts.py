@@ -255,3 +255,32 @@ def test_restarts_in_cpu_blocks_equal_one_block(monkeypatch):
         np.testing.assert_allclose(np.asarray(blocked.restarts.params[name]),
                                    np.asarray(whole.restarts.params[name]), rtol=1e-9)
     assert_rel(blocked.loglik, whole.loglik, 1e-12, "best start")
+
+
+def test_restarts_in_concurrent_shares_equal_one_program(monkeypatch):
+    """With several cores one fit's blocked restarts run as shares of the starts, one
+    thread each (mlejax._blocks.concurrently): the same starts, the same result per start
+    and the same best (to rounding: the starts and the choice of the best are programs of
+    their own here, so XLA fuses them differently)."""
+    import importlib
+
+    from mlejax import _blocks
+
+    fit_module = importlib.import_module("mlejax.fit")
+    kw = dict(constraints=MIX_CONS, restarts=8, key=jax.random.key(3), warn=False)
+    monkeypatch.setattr(fit_module, "_RESTART_BLOCK_BYTES", X_MIX.nbytes)
+    monkeypatch.setenv(_blocks.WORKERS_ENV, "1")
+    one = mj.fit(mixture_ll, _init(BAD_START), jnp.asarray(X_MIX), **kw)
+    monkeypatch.setenv(_blocks.WORKERS_ENV, "3")   # shares of 3, 3, 2 (+ a padded copy)
+    shared = mj.fit(mixture_ll, _init(BAD_START), jnp.asarray(X_MIX), **kw)
+    np.testing.assert_array_equal(np.asarray(shared.restarts.status),
+                                  np.asarray(one.restarts.status))
+    np.testing.assert_allclose(np.asarray(shared.restarts.loglik),
+                               np.asarray(one.restarts.loglik), rtol=1e-12)
+    for name in ("w", "mu1", "mu2", "s1", "s2"):
+        np.testing.assert_allclose(np.asarray(shared.restarts.params[name]),
+                                   np.asarray(one.restarts.params[name]), rtol=1e-9)
+        np.testing.assert_allclose(np.asarray(shared.stderr[name]),
+                                   np.asarray(one.stderr[name]), rtol=1e-7)
+    assert int(shared.n_best) == int(one.n_best)
+    assert shared.optima is not None and shared.restarts.loglik.shape == (8,)

@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -90,6 +91,37 @@ def test_cpu_blocks_equal_one_block(xs, plain, monkeypatch):
         assert close(blocked.params[name], whole.params[name])
         assert close(blocked.stderr[name], whole.stderr[name])
     assert np.array_equal(blocked.n_steps, whole.n_steps)
+
+
+def test_concurrent_shares_equal_one_program(xs, plain, monkeypatch):
+    # With several cores, fit_batch runs shares of the blocked batch from one thread each
+    # (mlejax._blocks.concurrently); three shares of 200 datasets (67, 67, 66 + a padded
+    # copy) in blocks of 7 give each fit exactly what the one program gives it.
+    import importlib
+
+    from mlejax import _blocks
+
+    fit_module = importlib.import_module("mlejax.fit")
+    monkeypatch.setattr(fit_module, "_BLOCK_BYTES", 7 * xs.shape[1] * 8)
+    monkeypatch.setenv(_blocks.WORKERS_ENV, "1")
+    one = mj.fit_batch(normal_loglik, INIT, xs, constraints=CONS)
+    monkeypatch.setenv(_blocks.WORKERS_ENV, "3")
+    assert _blocks.shares(200, 7, "cpu", True) == 3
+    res = mj.fit_batch(normal_loglik, INIT, xs, constraints=CONS)
+    for name in ("mu", "sigma"):
+        np.testing.assert_array_equal(np.asarray(res.params[name]), np.asarray(one.params[name]))
+        np.testing.assert_array_equal(np.asarray(res.stderr[name]), np.asarray(one.stderr[name]))
+        assert close(res.params[name], plain.params[name])
+    assert np.array_equal(res.status, one.status)
+    assert np.array_equal(res.n_steps, one.n_steps)
+    assert res.params["mu"].shape == (200,)
+    # Under jit there is one program (the shares need concrete arrays and threads).
+    jitted = jax.jit(lambda x: mj.fit_batch(normal_loglik, INIT, x, constraints=CONS,
+                                            warn=False).params["mu"])(jnp.asarray(xs))
+    assert close(jitted, one.params["mu"])
+    monkeypatch.setenv(_blocks.WORKERS_ENV, "zero")
+    with pytest.raises(ValueError, match="MLEJAX_CPU_WORKERS"):
+        _blocks.cpu_workers()
 
 
 def test_uneven_last_chunk_and_memmap(xs, plain, tmp_path):
