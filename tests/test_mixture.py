@@ -148,6 +148,38 @@ def test_batch_in_cache_blocks_equals_loop(monkeypatch):
                                            atol=1e-12)
 
 
+def test_batch_in_concurrent_shares_equals_one_program(monkeypatch):
+    # With several cores the blocks of a batch run as shares, one thread each
+    # (mlejax._blocks.concurrently): six datasets in blocks of one, three shares of two.
+    # The same fits to rounding (a share gathers its datasets inside its program, which XLA
+    # fuses differently from the whole batch's).
+    import importlib
+
+    from mlejax import _blocks
+
+    mixture = importlib.import_module("mlejax.mixture")
+    monkeypatch.setattr(mixture, "_BLOCK_BYTES", N * K * 2 * XS.dtype.itemsize)
+    xs = jnp.asarray(np.concatenate([XS, XS[:, ::-1]]))
+    gmm = mj.GaussianMixture(K, max_steps=300)
+    own = {"means": np.stack([np.asarray(xs[j][:K]) for j in range(6)])}
+    out = {}
+    for workers in ("1", "3"):
+        monkeypatch.setenv(_blocks.WORKERS_ENV, workers)
+        out[workers] = (gmm.fit_batch(xs, key=jax.random.key(7), n_init=2),
+                        gmm.fit_batch(xs, key=jax.random.key(7), init=own, init_batched=True))
+    assert _blocks.shares(6, 1, "cpu", True) == 3
+    for one, shared in zip(out["1"], out["3"]):
+        np.testing.assert_allclose(np.asarray(shared.restart_loglik),
+                                   np.asarray(one.restart_loglik), rtol=1e-12)
+        np.testing.assert_array_equal(np.asarray(shared.n_steps), np.asarray(one.n_steps))
+        for name in ("weights", "means", "covariances"):
+            # Every start's estimate (the best of two starts that reach one optimum with
+            # the components in another order can differ by a rounding of the loglik).
+            np.testing.assert_allclose(np.asarray(shared.restart_params[name]),
+                                       np.asarray(one.restart_params[name]), rtol=1e-10,
+                                       atol=1e-12)
+
+
 def test_empty_component_is_regularised_and_warned():
     init, _ = _start("full")
     init = dict(init, means=init["means"].copy())
