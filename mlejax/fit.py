@@ -777,7 +777,9 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
     Streaming and scale (see :mod:`mlejax.batching`): ``chunk_size`` streams the K datasets
     through one compiled program of that many at a time (``data`` may be NumPy memmaps, or a
     generator of batched chunks, or :func:`mlejax.ragged` datasets of different lengths);
-    ``repack=S`` re-packs the fits still running every ``S`` steps into a smaller batch;
+    ``repack=S`` re-packs the fits still running every ``S`` steps into a smaller batch
+    (on CPU only where the batch, or a chunk, is one block: in blocks each block already
+    stops with its own fits);
     ``devices`` shards the batch over devices; ``progress`` shows a bar per chunk;
     ``checkpoint=DIR`` saves each finished chunk and resumes from them. Results then hold
     NumPy arrays, assembled on the host. Dataset j draws its random numbers (restarts,

@@ -115,6 +115,10 @@ def test_concurrent_shares_equal_one_program(xs, plain, monkeypatch):
     assert np.array_equal(res.status, one.status)
     assert np.array_equal(res.n_steps, one.n_steps)
     assert res.params["mu"].shape == (200,)
+    # In blocks on CPU, repack= is not needed and not used: the same shares run.
+    rep = mj.fit_batch(normal_loglik, INIT, xs, constraints=CONS, repack=3)
+    np.testing.assert_array_equal(np.asarray(rep.params["mu"]), np.asarray(one.params["mu"]))
+    assert np.array_equal(rep.n_steps, one.n_steps)
     # Under jit there is one program (the shares need concrete arrays and threads).
     jitted = jax.jit(lambda x: mj.fit_batch(normal_loglik, INIT, x, constraints=CONS,
                                             warn=False).params["mu"])(jnp.asarray(xs))

@@ -9,7 +9,9 @@ two to three times as many Newton steps). Three runs of ``fit_batch`` (``init_ba
   slowest member; on CPU fit_batch runs the batch in cache-sized blocks
   (mlejax/_blocks.py), and only the blocks holding a hard fit run long;
 * ``repack=8``: every 8 steps the fits still running are gathered into a smaller batch
-  (mlejax/batching.py) and resumed from their exact state.
+  (mlejax/batching.py) and resumed from their exact state -- where the batch is one block:
+  on CPU, where it runs in blocks that each stop with their own fits (in shares on all
+  cores), ``fit_batch`` does not re-pack, and this row is the one program again.
 
 Same optimum: ``repack`` gives the one program's estimates exactly (1e-12), and every fit of
 the hard batch reaches the log-likelihood of the same dataset fitted from 0 (1e-9 relative).
