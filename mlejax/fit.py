@@ -351,11 +351,13 @@ _BLOCK_BYTES = 128 << 10
 _RESTART_BLOCK_BYTES = 16 << 10
 
 
-def _batch_block(cfg: _Config, data, weights, k: int | None = None) -> int | None:
+def _batch_block(cfg: _Config | None, data, weights, k: int | None = None,
+                 restarts: int | None = None) -> int | None:
     """Datasets per block of ``fit_batch``'s program (for ``k`` of the datasets, default
-    all), or None for one block."""
+    all; ``restarts`` per dataset, default ``cfg``'s), or None for one block."""
     k = int(np.shape(jax.tree_util.tree_leaves(data)[0])[0]) if k is None else k
-    return _blocks.block_size(k, _blocks.nbytes((data, weights)) * (cfg.restarts or 1),
+    restarts = cfg.restarts if cfg is not None else restarts
+    return _blocks.block_size(k, _blocks.nbytes((data, weights)) * (restarts or 1),
                               _BLOCK_BYTES, _blocks.platform_of(data))
 
 
@@ -814,6 +816,9 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
         _check_repack(repack, anneal)
     from mlejax import batching
 
+    if (repack is not None and not isinstance(data, (batching.Ragged, collections.abc.Iterator))
+            and _batch_block(None, data, weights, restarts=restarts) is not None):
+        repack = None   # on CPU in blocks, each stopping with its own fits: nothing to re-pack
     streaming = (chunk_size is not None or repack is not None or devices is not None
                  or progress or checkpoint is not None or out is not None
                  or isinstance(data, (batching.Ragged, collections.abc.Iterator)))
