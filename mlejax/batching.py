@@ -52,10 +52,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlejax import _blocks, _loop
+from mlejax import _blocks
 from mlejax import fit as _fit
 from mlejax.fit import (FitResult, _batch_block, _best_of, _Config, _fit_batch_concurrently,
-                        _kernel, _result, _setup, _starts, batch_axes, dataset_keys)
+                        _kernel, _loop_advance, _loop_result, _loop_start, _starts,
+                        batch_axes, dataset_keys)
 from mlejax.result import FitContext
 from mlejax.status import Status
 
@@ -109,24 +110,6 @@ def ragged(datasets, weights=None) -> Ragged:
 
 # --------------------------------------------------------------------------------------
 # Compiled pieces for re-packing (cached per static configuration).
-
-def _loop_start(cfg: _Config, u0, data, weights, key, until):
-    setup = _setup(cfg, data, weights, key)
-    state = _loop.start(setup.solver, u0, gtol=cfg.gtol, trace_len=cfg.trace_len)
-    return _loop.advance(setup.solver, state, max_steps=cfg.max_steps, gtol=cfg.gtol,
-                         ftol=cfg.ftol, until=until, loose=cfg.loose)
-
-
-def _loop_advance(cfg: _Config, state, data, weights, key, until):
-    setup = _setup(cfg, data, weights, key)
-    return _loop.advance(setup.solver, state, max_steps=cfg.max_steps, gtol=cfg.gtol,
-                         ftol=cfg.ftol, until=until, loose=cfg.loose)
-
-
-def _loop_result(cfg: _Config, state, data, weights, key):
-    setup = _setup(cfg, data, weights, key)
-    return _result(cfg, setup, _loop.finish(setup.solver, state))
-
 
 _CACHE: dict = {}
 

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from mlejax import _blocks
+from mlejax import _blocks, _loop
 from mlejax import _validate as V
 from mlejax import anneal as _anneal
 from mlejax import penalties as _penalties
@@ -306,6 +306,33 @@ def _solve_one(cfg: _Config, u0, data, weights, key) -> FitResult:
     return _result(cfg, setup, out)
 
 
+def _loop_start(cfg: _Config, u0, data, weights, key, until):
+    """One fit's loop from ``u0`` up to step ``until`` (resumable: :func:`_loop_advance`)."""
+    setup = _setup(cfg, data, weights, key)
+    state = _loop.start(setup.solver, u0, gtol=cfg.gtol, trace_len=cfg.trace_len)
+    return _loop.advance(setup.solver, state, max_steps=cfg.max_steps, gtol=cfg.gtol,
+                         ftol=cfg.ftol, until=until, loose=cfg.loose)
+
+
+def _loop_init(cfg: _Config, u0, data, weights, key):
+    """One fit's loop state before its first step (resumable: :func:`_loop_advance`)."""
+    setup = _setup(cfg, data, weights, key)
+    return _loop.start(setup.solver, u0, gtol=cfg.gtol, trace_len=cfg.trace_len)
+
+
+def _loop_advance(cfg: _Config, state, data, weights, key, until):
+    """A stopped loop resumed up to step ``until``: the same steps as one uninterrupted run."""
+    setup = _setup(cfg, data, weights, key)
+    return _loop.advance(setup.solver, state, max_steps=cfg.max_steps, gtol=cfg.gtol,
+                         ftol=cfg.ftol, until=until, loose=cfg.loose)
+
+
+def _loop_result(cfg: _Config, state, data, weights, key):
+    """A finished loop's :class:`FitResult`."""
+    setup = _setup(cfg, data, weights, key)
+    return _result(cfg, setup, _loop.finish(setup.solver, state))
+
+
 def _best_of(all_starts: FitResult) -> FitResult:
     """The best start (converged ones first), with every start kept in ``restarts``."""
     f = all_starts.loglik if all_starts.objective is None else all_starts.objective
@@ -400,10 +427,81 @@ def _kernel_cached(cfg: _Config, block: int | None, share: int | None):
     if block is None:
         return jax.jit(many)
     batched = tuple(a == 0 for a in axes)
+    if cfg.restarts is None and cfg.anneal is None:
+        def segmented(first, *args):
+            k = jax.tree_util.tree_leaves(args[1])[0].shape[0]
+            return _segmented(cfg, block, k if share is None else share, first, *args)
+        if share is None:
+            return jax.jit(lambda *args: segmented(0, *args))
+        return jax.jit(segmented)
     if share is None:
         return jax.jit(lambda *args: _blocks.in_blocks(many, block, args, batched))
     return jax.jit(lambda first, *args: _blocks.in_blocks(many, block, args, batched,
                                                           first, share))
+
+
+# In blocks, every fit of a batch stops after this many steps; the fits still running are
+# gathered, in as few blocks as they fill, and resumed from their exact loop state (the same
+# steps as uninterrupted). A block then runs as long as its fits need, not as long as the
+# slowest fit that happened to land in it.
+_SEGMENT = 4
+
+
+def _segmented(cfg: _Config, block: int, count: int, first, start, data, weights, keys):
+    """``count`` datasets of a batch from ``first`` on, fitted in blocks of ``block``,
+    re-packed every ``_SEGMENT`` steps (in the program: a stable sort of the fits still
+    running, then a loop over the blocks they fill). Pure: runs under ``jit``."""
+    axes = batch_axes(cfg)
+    args = (start, data, weights, keys)
+    k = jax.tree_util.tree_leaves(data)[0].shape[0]
+    n_blocks = -(-count // block)
+    seg = min(_SEGMENT, cfg.max_steps)
+    within = jnp.arange(block)
+
+    def at(loc):   # the arguments of the datasets at share positions ``loc``
+        g = jnp.minimum(first + loc, k - 1)
+        return tuple(jax.tree_util.tree_map(lambda x: x[g], a) if ax == 0 else a
+                     for a, ax in zip(args, axes))
+
+    def take(tree, loc):
+        return jax.tree_util.tree_map(lambda x: x[loc], tree)
+
+    def by_block(fn):
+        out = jax.lax.map(lambda i: fn(jnp.minimum(i * block + within, count - 1)),
+                          jnp.arange(n_blocks))
+        return jax.tree_util.tree_map(
+            lambda a: a.reshape((n_blocks * block,) + a.shape[2:])[:count], out)
+
+    # The loop's step is compiled once (in ``resume``): the first segment is a phase too.
+    begin = jax.vmap(lambda s, d, w, key: _loop_init(cfg, s, d, w, key), in_axes=axes)
+    resume = jax.vmap(lambda st, d, w, key, until: _loop_advance(cfg, st, d, w, key, until),
+                      in_axes=(0,) + axes[1:] + (None,))
+    finish = jax.vmap(lambda st, d, w, key: _loop_result(cfg, st, d, w, key),
+                      in_axes=(0,) + axes[1:])
+
+    def running(st):
+        return (st.status == Status.RUNNING) & (st.step < cfg.max_steps)
+
+    def phase(carry):
+        st, until = carry
+        until = until + seg
+        run = running(st)
+        # The fits still running first (stable: in order), padded to whole blocks with a
+        # repeat of the first (advancing a copy again changes nothing).
+        order = jnp.argsort(jnp.where(run, 0, 1), stable=True)
+        order = jnp.concatenate([order, jnp.broadcast_to(order[0], (n_blocks * block - count,))])
+
+        def one_block(i, st):
+            loc = jax.lax.dynamic_slice(order, (i * block,), (block,))
+            sub = resume(take(st, loc), *at(loc)[1:], until)
+            return jax.tree_util.tree_map(lambda a, b: a.at[loc].set(b), st, sub)
+
+        n_run = jnp.sum(run.astype(jnp.int32))
+        return jax.lax.fori_loop(0, (n_run + block - 1) // block, one_block, st), until
+
+    st = by_block(lambda loc: begin(*at(loc)))
+    st, _ = jax.lax.while_loop(lambda c: jnp.any(running(c[0])), phase, (st, jnp.int32(0)))
+    return by_block(lambda loc: finish(take(st, loc), *at(loc)[1:]))
 
 
 @functools.lru_cache(maxsize=256)

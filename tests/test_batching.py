@@ -93,6 +93,34 @@ def test_cpu_blocks_equal_one_block(xs, plain, monkeypatch):
     assert np.array_equal(blocked.n_steps, whole.n_steps)
 
 
+def test_blocks_repacked_in_program_equal_one_program(xs, monkeypatch):
+    # In blocks, fit_batch stops every fit after fit._SEGMENT steps and resumes the ones still
+    # running packed into as few blocks as they fill: each fit takes the same steps as in
+    # one vmapped program, stragglers included (every 10th dataset starts far away).
+    import importlib
+
+    fit_module = importlib.import_module("mlejax.fit")
+    init_b = {"mu": np.where(np.arange(xs.shape[0]) % 10 == 0, 40.0, 0.0),
+              "sigma": np.where(np.arange(xs.shape[0]) % 10 == 0, 30.0, 1.0)}
+    kw = dict(constraints=CONS, init_batched=True, warn=False)
+    monkeypatch.setattr(fit_module, "_BLOCK_BYTES", 1 << 40)
+    whole = mj.fit_batch(normal_loglik, init_b, xs, **kw)
+    monkeypatch.setattr(fit_module, "_BLOCK_BYTES", 5 * xs.shape[1] * 8)
+    monkeypatch.setattr(fit_module, "_SEGMENT", 2)
+    res = mj.fit_batch(normal_loglik, init_b, xs, **kw)
+    steps = np.asarray(res.n_steps)
+    hard, easy = steps[::10], np.delete(steps, np.s_[::10])
+    assert hard.mean() >= easy.mean() + 2 and steps.max() > 3 * 2   # stragglers, 3+ segments
+    assert np.array_equal(steps, np.asarray(whole.n_steps))
+    assert np.array_equal(res.status, whole.status)
+    t1, t2 = np.asarray(res.trace), np.asarray(whole.trace)
+    assert np.array_equal(np.isnan(t1), np.isnan(t2))
+    assert close(np.nan_to_num(t1), np.nan_to_num(t2))
+    for name in ("mu", "sigma"):
+        assert close(res.params[name], whole.params[name])
+        assert close(res.stderr[name], whole.stderr[name])
+
+
 def test_concurrent_shares_equal_one_program(xs, plain, monkeypatch):
     # With several cores, fit_batch runs shares of the blocked batch from one thread each
     # (mlejax._blocks.concurrently); three shares of 200 datasets (67, 67, 66 + a padded
