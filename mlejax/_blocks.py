@@ -121,14 +121,18 @@ def shares(k: int, block: int | None, platform: str, concrete: bool) -> int:
     return max(1, min(cpu_workers(), k // (2 * block)))
 
 
+def gather(args: tuple, batched: tuple, idx: jax.Array) -> tuple:
+    """The items ``idx`` of the ``args`` marked ``batched`` (the others as they are)."""
+    return tuple(jax.tree_util.tree_map(lambda x: x[idx], a) if b else a
+                 for a, b in zip(args, batched))
+
+
 def take(args: tuple, batched: tuple, first: Any, count: int) -> tuple:
     """The ``count`` items from ``first`` on (``first`` may be traced) of the ``args`` marked
     ``batched``, past the end padded with copies of the last item: a share of a batch for a
     program that works on whole batches (:func:`concurrently`)."""
     k = jax.tree_util.tree_leaves([a for a, b in zip(args, batched) if b])[0].shape[0]
-    idx = jnp.minimum(first + jnp.arange(count), k - 1)
-    return tuple(jax.tree_util.tree_map(lambda x: x[idx], a) if b else a
-                 for a, b in zip(args, batched))
+    return gather(args, batched, jnp.minimum(first + jnp.arange(count), k - 1))
 
 
 @functools.partial(jax.jit, static_argnums=(1,))

@@ -459,9 +459,7 @@ def _segmented(cfg: _Config, block: int, count: int, first, start, data, weights
     within = jnp.arange(block)
 
     def at(loc):   # the arguments of the datasets at share positions ``loc``
-        g = jnp.minimum(first + loc, k - 1)
-        return tuple(jax.tree_util.tree_map(lambda x: x[g], a) if ax == 0 else a
-                     for a, ax in zip(args, axes))
+        return _blocks.gather(args, tuple(a == 0 for a in axes), jnp.minimum(first + loc, k - 1))
 
     def take(tree, loc):
         return jax.tree_util.tree_map(lambda x: x[loc], tree)
@@ -866,10 +864,11 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
     Every leaf of ``data`` (and ``weights``) has a leading axis K; each dataset is fitted as
     by :func:`fit`, with its own stopping, status and standard errors, so one failing fit
     never aborts or poisons the others (on CPU the datasets run in cache-sized blocks, one
-    after another inside the program, each block stopping when its own fits have
-    converged, and with several cores shares of the batch run at the same time, one
-    thread each, ``$MLEJAX_CPU_WORKERS`` of them if set: :mod:`mlejax._blocks`). ``init`` is shared, or per dataset with
-    ``init_batched=True`` (leading axis K on every leaf). Restarts combine with batches
+    after another inside the program, the fits still running re-packed into as few blocks
+    as they fill every few steps, and with several cores shares of the batch run at the
+    same time, one thread each, ``$MLEJAX_CPU_WORKERS`` of them if set:
+    :mod:`mlejax._blocks`). ``init`` is shared, or per dataset with ``init_batched=True``
+    (leading axis K on every leaf). Restarts combine with batches
     (R starts per dataset; ``res.optima`` maps each dataset's optima). Every array in the
     result gains the leading K axis. ``penalty``, ``anneal`` and ``canonical`` are as in
     :func:`fit` (``anneal`` does not combine with ``repack``).

@@ -232,6 +232,16 @@ def test_mixture_restarts_bfgs_repacked_equal_plain(mixture_reference, monkeypat
                restarts=4, key=jax.random.key(0), repack=0)
 
 
+def _assert_same_starts(a, b):
+    """Every start of two restart fits ends in the same place with the same status."""
+    np.testing.assert_array_equal(np.asarray(a.restarts.status), np.asarray(b.restarts.status))
+    np.testing.assert_allclose(np.asarray(a.restarts.loglik), np.asarray(b.restarts.loglik),
+                               rtol=1e-12)
+    for name in ("w", "mu1", "mu2", "s1", "s2"):
+        np.testing.assert_allclose(np.asarray(a.restarts.params[name]),
+                                   np.asarray(b.restarts.params[name]), rtol=1e-9)
+
+
 def test_restarts_in_cpu_blocks_equal_one_block(monkeypatch):
     """On CPU one fit's restarts run in cache-sized blocks of starts (fit._RESTART_BLOCK_BYTES
     of data per start); a budget of three starts makes three blocks of 3, the last padded.
@@ -247,13 +257,7 @@ def test_restarts_in_cpu_blocks_equal_one_block(monkeypatch):
     assert fit_module._restart_block(blocked.context.config, jnp.asarray(X_MIX), None) == 3
     monkeypatch.setattr(fit_module, "_RESTART_BLOCK_BYTES", 1 << 40)
     whole = mj.fit(mixture_ll, _init(BAD_START), jnp.asarray(X_MIX), **kw)
-    np.testing.assert_array_equal(np.asarray(blocked.restarts.status),
-                                  np.asarray(whole.restarts.status))
-    np.testing.assert_allclose(np.asarray(blocked.restarts.loglik),
-                               np.asarray(whole.restarts.loglik), rtol=1e-12)
-    for name in ("w", "mu1", "mu2", "s1", "s2"):
-        np.testing.assert_allclose(np.asarray(blocked.restarts.params[name]),
-                                   np.asarray(whole.restarts.params[name]), rtol=1e-9)
+    _assert_same_starts(blocked, whole)
     assert_rel(blocked.loglik, whole.loglik, 1e-12, "best start")
 
 
@@ -273,13 +277,8 @@ def test_restarts_in_concurrent_shares_equal_one_program(monkeypatch):
     one = mj.fit(mixture_ll, _init(BAD_START), jnp.asarray(X_MIX), **kw)
     monkeypatch.setenv(_blocks.WORKERS_ENV, "3")   # shares of 3, 3, 2 (+ a padded copy)
     shared = mj.fit(mixture_ll, _init(BAD_START), jnp.asarray(X_MIX), **kw)
-    np.testing.assert_array_equal(np.asarray(shared.restarts.status),
-                                  np.asarray(one.restarts.status))
-    np.testing.assert_allclose(np.asarray(shared.restarts.loglik),
-                               np.asarray(one.restarts.loglik), rtol=1e-12)
+    _assert_same_starts(shared, one)
     for name in ("w", "mu1", "mu2", "s1", "s2"):
-        np.testing.assert_allclose(np.asarray(shared.restarts.params[name]),
-                                   np.asarray(one.restarts.params[name]), rtol=1e-9)
         np.testing.assert_allclose(np.asarray(shared.stderr[name]),
                                    np.asarray(one.stderr[name]), rtol=1e-7)
     assert int(shared.n_best) == int(one.n_best)
