@@ -650,7 +650,12 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
     if key is None:
         key = jax.random.key(0)
     if batched:
-        key = dataset_keys(key, first_index + np.arange(k_batch))
+        if cfg.restarts is None and cfg.batch_size is None and cfg.anneal is None:
+            # No draws (no restarts, minibatches or annealing noise): the keys are never
+            # read, so skip deriving them (compiling threefry: 0.15 s of a first call).
+            key = _unread_keys(key, k_batch)
+        else:
+            key = dataset_keys(key, first_index + np.arange(k_batch))
     return cfg, start, data, weights, key
 
 
@@ -705,6 +710,15 @@ def _check_options(penalty, anneal, canonical, *, method, batch_size, params0, p
             raise ValueError("canonical(params) must return params of the structure and "
                              "shapes of init (the same point, relabelled).")
     return penalty, anneal
+
+
+def _unread_keys(key: jax.Array, k: int) -> jax.Array:
+    """``k`` placeholder keys of ``key``'s kind (all zero) for fits that draw nothing."""
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        data = jax.random.key_data(key)
+        return jax.random.wrap_key_data(jnp.zeros((k,) + data.shape, data.dtype),
+                                        impl=jax.random.key_impl(key))
+    return jnp.zeros((k,) + key.shape, key.dtype)   # a raw uint32 key
 
 
 def dataset_keys(key: jax.Array, index) -> jax.Array:
