@@ -521,10 +521,11 @@ def _fit_restarts_concurrently(cfg: _Config, start, data, weights, key) -> FitRe
     """``fit(restarts=R)`` on CPU with its starts in shares run at the same time (one per
     core), or as one program where that would not pay."""
     r = cfg.restarts
-    n = _blocks.shares(r, _restart_block(cfg, data, weights), _blocks.platform_of(data),
+    block = _restart_block(cfg, data, weights)
+    n = _blocks.shares(r, block, _blocks.platform_of(data),
                        V.is_concrete((start, data, weights, key)))
     if n == 1:
-        return _kernel(cfg, _restart_block(cfg, data, weights))(start, data, weights, key)
+        return _kernel(cfg, block)(start, data, weights, key)
     share = -(-r // n)
     starts, fit_share, best = _restart_kernels(cfg, _restart_block(cfg, data, weights, share),
                                                share)
