@@ -35,6 +35,7 @@ from mlejax import anneal as _anneal
 from mlejax import penalties as _penalties
 from mlejax._loop import LoopResult, default_tolerances, iterate
 from mlejax._numerics import safe_inverse_pd, scaled_grad_norm
+from mlejax._obs_chunks import ChunkedSum
 from mlejax.constraints import Constraint
 from mlejax.result import FitContext, FitResult
 from mlejax.solvers import MinibatchGradient, Newton, bfgs, gradient, lbfgs
@@ -145,6 +146,7 @@ class _Config:
     penalty: Any = None      # mj.penalties.Penalty added to the objective (None: plain MLE)
     anneal: Any = None       # mj.anneal.Schedule of stages run before the final fit
     canonical: Callable | None = None   # params -> canonical params, for the optima map
+    obs_chunk: int | None = None        # sum the objective over chunks of observations
 
 
 def _loglik_total(cfg: _Config, data, weights) -> Callable[[jax.Array], jax.Array]:
@@ -175,6 +177,25 @@ def _objective(cfg: _Config, data, weights) -> Callable[[jax.Array], jax.Array]:
                                        problem.dtype)
 
     return fn
+
+
+def _chunked(cfg: _Config, data, weights, penalised: bool) -> ChunkedSum:
+    """The log-likelihood (plus the penalty's smooth part when ``penalised``) as a sum over
+    chunks of ``cfg.obs_chunk`` observations (:mod:`mlejax._obs_chunks`)."""
+    problem = cfg.problem
+
+    def chunk_fn(u, d, w):
+        ll = cfg.loglik_fn(problem.to_natural(u), d)
+        if w is not None:
+            ll = jnp.where(w > 0, w * ll, 0.0)
+        return jnp.sum(ll).astype(problem.dtype)
+
+    extra = None
+    if penalised and cfg.penalty is not None:
+        def extra(u):
+            return jnp.asarray(cfg.penalty.smooth(problem.to_natural(u)), problem.dtype)
+    n = int(jax.tree_util.tree_leaves(data)[0].shape[0])
+    return ChunkedSum(chunk_fn, data, weights, cfg.obs_chunk, n, extra)
 
 
 def _minibatch_objective(cfg: _Config, data, weights, n: int):
@@ -209,9 +230,15 @@ def _setup(cfg: _Config, data, weights, key, fn=None) -> _Setup:
     ``fn`` replaces the objective (an annealing stage's tempered one).
     """
     problem = cfg.problem
-    loglik = _loglik_total(cfg, data, weights)
-    if fn is None:
-        fn = _objective(cfg, data, weights) if cfg.penalty is not None else loglik
+    if cfg.obs_chunk is None:
+        loglik = _loglik_total(cfg, data, weights)
+        if fn is None:
+            fn = _objective(cfg, data, weights) if cfg.penalty is not None else loglik
+    else:
+        loglik = _chunked(cfg, data, weights, penalised=False)
+        if fn is None:
+            fn = _chunked(cfg, data, weights, penalised=True) if cfg.penalty is not None else loglik
+    chunked = isinstance(fn, ChunkedSum)
     l1 = _penalties.l1_weights(cfg.penalty, problem)
     n_obs = None
     if cfg.per_obs:
@@ -227,11 +254,11 @@ def _setup(cfg: _Config, data, weights, key, fn=None) -> _Setup:
     if l1 is not None:   # exact zeros: proximal Newton (method="newton", checked in _prepare)
         solver = ProximalNewton(fn, l1)
     elif cfg.method == "newton":
-        solver = Newton(fn)
+        solver = Newton(fn, fn.value_grad_hessian if chunked else None)
     elif cfg.method == "bfgs":
-        solver = bfgs(fn, scale)
+        solver = bfgs(fn, scale, value_and_grad=fn.value_and_grad if chunked else None)
     elif cfg.method == "lbfgs":
-        solver = lbfgs(fn, scale)
+        solver = lbfgs(fn, scale, value_and_grad=fn.value_and_grad if chunked else None)
     elif cfg.batch_size is None:
         solver = gradient(fn, scale, cfg.optimizer)
     else:
@@ -245,7 +272,12 @@ def _result(cfg: _Config, setup: _Setup, out: LoopResult) -> FitResult:
     problem = cfg.problem
     state = out.solver_state
     u_hat = state.u
-    hess = state.hess if cfg.method == "newton" else jax.hessian(setup.fn)(u_hat)
+    if cfg.method == "newton":
+        hess = state.hess
+    elif isinstance(setup.fn, ChunkedSum):
+        hess = setup.fn.value_grad_hessian(u_hat)[2]
+    else:
+        hess = jax.hessian(setup.fn)(u_hat)
     cov_u, pd = safe_inverse_pd(-hess)
     jac = jax.jacfwd(problem.natural_flat)(u_hat)
     cov = jac @ cov_u @ jac.T
@@ -566,7 +598,7 @@ def _loose(method: str, gtol: float) -> float:
 def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, batch_size,
              max_steps, gtol, ftol, restarts, key, restart_scale, trace_len, batched,
              init_batched, check_finite=True, first_index=0, penalty=None, anneal=None,
-             canonical=None):
+             canonical=None, obs_chunk=None):
     """All host-side checks; returns the static config and the arrays to feed the kernel."""
     if not callable(loglik_fn):
         raise ValueError("loglik_fn must be a function loglik_fn(params, data).")
@@ -605,14 +637,17 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
     params0 = jax.tree_util.tree_unflatten(treedef, example)
     per_obs = V.check_loglik_output(loglik_fn, params0, one_data, one_w)
     if batch_size is not None:
-        if not per_obs:
-            raise ValueError("batch_size= needs loglik_fn to return per-observation values.")
-        n = jax.eval_shape(loglik_fn, params0, one_data).shape[0]
-        for path, x in jax.tree_util.tree_flatten_with_path(one_data)[0]:
-            if np.ndim(x) == 0 or np.shape(x)[0] != n:
-                raise ValueError(f"batch_size= subsamples observations along axis 0 of every "
-                                 f"data leaf, but data{jax.tree_util.keystr(path)} has shape "
-                                 f"{np.shape(x)} and loglik_fn returns {n} values.")
+        _check_obs_axis("batch_size= subsamples", loglik_fn, params0, one_data, per_obs)
+    if obs_chunk is not None:
+        if isinstance(obs_chunk, bool) or not isinstance(obs_chunk, (int, np.integer)) \
+                or obs_chunk < 1:
+            raise ValueError(f"obs_chunk (observations per chunk) must be a positive integer; "
+                             f"got {obs_chunk!r}.")
+        if batch_size is not None:
+            raise ValueError("obs_chunk= sums the full data in chunks; minibatches "
+                             "(batch_size=) are already small: give one or the other.")
+        _check_obs_axis("obs_chunk= sums the log-likelihood over chunks of", loglik_fn,
+                        params0, one_data, per_obs)
 
     if not batched and init_fn is None and V.is_concrete((leaves, data, weights)):
         total = np.asarray(_total_at(loglik_fn, params0, data, weights))
@@ -645,7 +680,8 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
                       else (min(steps + 1, 101) if batched else steps + 1)),
         restarts=None if restarts is None else int(restarts), init_fn=init_fn,
         restart_scale=float(restart_scale), batched=batched, init_batched=init_batched,
-        penalty=penalty, anneal=anneal, canonical=canonical)
+        penalty=penalty, anneal=anneal, canonical=canonical,
+        obs_chunk=None if obs_chunk is None else int(obs_chunk))
 
     start = _to_u(problem, init_batched, leaves)
     if key is None:
@@ -658,6 +694,21 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
         else:
             key = dataset_keys(key, first_index + np.arange(k_batch))
     return cfg, start, data, weights, key
+
+
+def _check_obs_axis(what: str, loglik_fn, params0, one_data, per_obs: bool) -> None:
+    """``what`` observations along axis 0 of every data leaf: there must be one row per
+    value ``loglik_fn`` returns."""
+    option = what.split("=")[0]
+    if not per_obs:
+        raise ValueError(f"{option}= needs loglik_fn to return per-observation values (a 1-D "
+                         "vector, one per observation), not their sum.")
+    n = jax.eval_shape(loglik_fn, params0, one_data).shape[0]
+    for path, x in jax.tree_util.tree_flatten_with_path(one_data)[0]:
+        if np.ndim(x) == 0 or np.shape(x)[0] != n:
+            raise ValueError(f"{what} observations along axis 0 of every data leaf, but "
+                             f"data{jax.tree_util.keystr(path)} has shape {np.shape(x)} and "
+                             f"loglik_fn returns {n} values.")
 
 
 # The checks before the fit run their JAX work as one compiled call each, not op by op: every
@@ -752,7 +803,8 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         ftol: float | None = None, restarts: int | None = None, key: jax.Array | None = None,
         restart_scale: float = 1.0, trace_len: int | None = None,
         penalty: Any = None, anneal: Any = None, canonical: Callable | None = None,
-        repack: int | None = None, warn: bool = True) -> FitResult:
+        repack: int | None = None, obs_chunk: int | None = None,
+        warn: bool = True) -> FitResult:
     """Maximises ``sum_i w_i loglik_fn(params, data)_i`` (``+ penalty(params)``) over ``params``.
 
     The solvers work on unconstrained coordinates (each constrained leaf through its
@@ -806,6 +858,13 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
       canonical: ``params -> params`` in a canonical form (e.g. components sorted,
         ``mj.optima.sort_components``), so that the optima map (``res.optima``) counts
         relabelled copies of one optimum (label switching) as one.
+      obs_chunk: evaluate the log-likelihood and its derivatives as a sum over chunks of
+        this many observations (axis 0 of every data leaf; ``loglik_fn`` per observation),
+        one chunk after another in a loop (:mod:`mlejax._obs_chunks`): the same fit, with
+        memory that no longer grows with ``n`` times the parameters (Newton's autodiff
+        Hessian otherwise holds ``n x p`` intermediates), and on CPU faster for large ``n``
+        since each chunk stays in cache (one logistic regression, n = 1e6, d = 20: 160 ->
+        about 100 ms a Newton step with chunks of 1,000). On a GPU use large chunks or none.
       warn: warn on the host when the fit did not converge or its Hessian is singular.
 
     Returns:
@@ -828,7 +887,8 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         loglik_fn, init, data, constraints=constraints, weights=weights, method=method,
         optimizer=optimizer, batch_size=batch_size, max_steps=max_steps, gtol=gtol, ftol=ftol,
         restarts=restarts, key=key, restart_scale=restart_scale, trace_len=trace_len,
-        batched=False, init_batched=False, penalty=penalty, anneal=anneal, canonical=canonical)
+        batched=False, init_batched=False, penalty=penalty, anneal=anneal, canonical=canonical,
+        obs_chunk=obs_chunk)
     if repack is None or _restart_block(cfg, data, weights) is not None:
         res = _fit_restarts_concurrently(cfg, start, data, weights, key)
     else:
@@ -876,8 +936,8 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
               chunk_size: int | None = None, repack: int | None = None, devices: Any = None,
               progress: bool = False, checkpoint: str | None = None,
               first_index: int = 0, penalty: Any = None, anneal: Any = None,
-              canonical: Callable | None = None, warn: bool = True,
-              out: str | None = None) -> FitResult:
+              canonical: Callable | None = None, obs_chunk: int | None = None,
+              warn: bool = True, out: str | None = None) -> FitResult:
     """Fits K independent datasets in one compiled program.
 
     Every leaf of ``data`` (and ``weights``) has a leading axis K; each dataset is fitted as
@@ -890,7 +950,8 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
     (leading axis K on every leaf). Restarts combine with batches
     (R starts per dataset; ``res.optima`` maps each dataset's optima). Every array in the
     result gains the leading K axis. ``penalty``, ``anneal`` and ``canonical`` are as in
-    :func:`fit` (``anneal`` does not combine with ``repack``).
+    :func:`fit` (``anneal`` does not combine with ``repack``), and so is ``obs_chunk`` (chunks
+    of each dataset's observations, axis 1 of the batched data).
 
     Streaming and scale (see :mod:`mlejax.batching`): ``chunk_size`` streams the K datasets
     through one compiled program of that many at a time (``data`` may be NumPy memmaps, or a
@@ -927,7 +988,8 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
     options = dict(constraints=constraints, method=method, optimizer=optimizer,
                    batch_size=batch_size, max_steps=max_steps, gtol=gtol, ftol=ftol,
                    restarts=restarts, key=key, restart_scale=restart_scale,
-                   trace_len=trace_len, penalty=penalty, anneal=anneal, canonical=canonical)
+                   trace_len=trace_len, penalty=penalty, anneal=anneal, canonical=canonical,
+                   obs_chunk=obs_chunk)
     if repack is not None:
         _check_repack(repack, anneal)
     from mlejax import batching

@@ -57,7 +57,8 @@ import jax.custom_batching
 import jax.numpy as jnp
 
 from mlejax._loop import STEP_AT_OPTIMUM, STEP_NO_PROGRESS, STEP_PROGRESS, STEP_RETRY
-from mlejax._numerics import nan_to_neginf, sym
+from mlejax._numerics import nan_to_neginf
+from mlejax._obs_chunks import value_grad_hessian
 
 _SECULAR_ITERS = 30      # at most this many Newton iterations on the secular equation
 _SECULAR_RTOL = 1e-10    # ... stopping once the step's length is the radius to this
@@ -186,27 +187,17 @@ class Newton:
     stochastic = False
     gradient_free = False
 
-    def __init__(self, fn: Callable[[jax.Array], jax.Array]):
+    def __init__(self, fn: Callable[[jax.Array], jax.Array],
+                 derivatives: Callable[[jax.Array], tuple] | None = None):
         self.fn = fn
+        self.derivatives = derivatives
 
     def _derivatives(self, u):
-        """``f``, ``g`` and the Hessian at ``u``: forward-over-reverse on the gradient
-        linearised once (``jax.linearize``: the primal pass is shared), all ``p`` unit
-        tangents pushed through together (``vmap``), where a linear predictor's ``X v``
-        becomes one matrix product.
-
-        Columns one after another (``lax.map``) keep every intermediate ``p`` times
-        narrower, which paid while a batch of fits was one wide ``vmap`` that streamed
-        through memory; with batches and restarts fitted in cache-sized blocks on CPU
-        (:mod:`mlejax._blocks`) the loop's per-column kernels cost more than the width:
-        10,000 logistic regressions (n = 200, d = 6) 1.18 s with columns against 0.79 s
-        together, in blocks of 20. For one logistic regression with n = 1e6 and d = 20,
-        twenty passes over ``X`` cost five times one matrix product.
-        """
-        (f, g), lin = jax.linearize(jax.value_and_grad(self.fn), u)
-        eye = jnp.eye(u.shape[0], dtype=u.dtype)
-        cols = jax.vmap(lambda t: lin(t)[1])(eye)
-        return f, g, sym(cols)
+        """``f``, ``g`` and the Hessian at ``u`` (:func:`mlejax._obs_chunks.value_grad_hessian`,
+        or the solver's ``derivatives``: sums over chunks of observations)."""
+        if self.derivatives is not None:
+            return self.derivatives(u)
+        return value_grad_hessian(self.fn, u)
 
     def init(self, u0):
         f, g, h = self._derivatives(u0)

@@ -114,16 +114,19 @@ class QuasiNewton:
         to the quasi-Newton step ``B g`` (:func:`scale_by_bfgs` or ``optax.scale_by_lbfgs``).
       scale: the objective is divided by this (the total observation weight) for the
         direction's memory, so its first step means the same whatever the sample size.
+      value_and_grad: ``u -> (fn(u), grad fn(u))`` when not ``jax.value_and_grad(fn)``
+        (sums over chunks of observations, :mod:`mlejax._obs_chunks`).
     """
 
     stochastic = False
     gradient_free = False
 
-    def __init__(self, fn: Callable[[jax.Array], jax.Array], direction, *, scale=1.0):
+    def __init__(self, fn: Callable[[jax.Array], jax.Array], direction, *, scale=1.0,
+                 value_and_grad: Callable | None = None):
         self.fn = fn
         self.direction = direction
         self.scale = scale
-        self._value_and_grad = jax.value_and_grad(fn)
+        self._value_and_grad = value_and_grad or jax.value_and_grad(fn)
 
     def _fresh(self, u, g):
         """The first direction from ``u``: the transformation's, from an empty memory, with
@@ -205,11 +208,12 @@ class QuasiNewton:
         return new, code
 
 
-def bfgs(fn, scale) -> QuasiNewton:
+def bfgs(fn, scale, value_and_grad=None) -> QuasiNewton:
     """Dense BFGS with the one-trial-per-step weak-Wolfe line search, ascending ``fn``."""
-    return QuasiNewton(fn, scale_by_bfgs(), scale=scale)
+    return QuasiNewton(fn, scale_by_bfgs(), scale=scale, value_and_grad=value_and_grad)
 
 
-def lbfgs(fn, scale, memory_size: int = 10) -> QuasiNewton:
+def lbfgs(fn, scale, memory_size: int = 10, value_and_grad=None) -> QuasiNewton:
     """L-BFGS (``optax.scale_by_lbfgs``) with the same line search, ascending ``fn``."""
-    return QuasiNewton(fn, optax.scale_by_lbfgs(memory_size=memory_size), scale=scale)
+    return QuasiNewton(fn, optax.scale_by_lbfgs(memory_size=memory_size), scale=scale,
+                       value_and_grad=value_and_grad)
