@@ -398,32 +398,41 @@ class Model:
     # --- shared machinery -------------------------------------------------------------------
     def fit(self, X: Any, y: Any, *, weights: Any = None, offset: Any = None,
             exposure: Any = None, feature_names: Any = None, method: str = "newton",
-            max_steps: int | None = None, warn: bool = True) -> RegressionResult:
+            max_steps: int | None = None, obs_chunk: int | None = None,
+            warn: bool = True) -> RegressionResult:
         """Maximum-likelihood fit of one dataset: ``X`` ``(n, d)`` (or a DataFrame), ``y``
-        ``(n,)``; ``offset`` is added to the linear predictor, ``exposure`` adds its log."""
+        ``(n,)``; ``offset`` is added to the linear predictor, ``exposure`` adds its log.
+        ``obs_chunk`` sums the rows in chunks of that many (for large ``n``; see
+        :func:`mlejax.fit`)."""
         design = make_design(self, X, y, weights=weights, offset=offset, exposure=exposure,
                              feature_names=feature_names, batched=False)
-        return self._run(design, method=method, max_steps=max_steps, warn=warn)
+        return self._run(design, method=method, max_steps=max_steps, warn=warn,
+                         obs_chunk=obs_chunk)
 
     def fit_batch(self, X: Any, y: Any, *, weights: Any = None, offset: Any = None,
                   exposure: Any = None, feature_names: Any = None, method: str = "newton",
-                  max_steps: int | None = None, warn: bool = True) -> RegressionResult:
+                  max_steps: int | None = None, obs_chunk: int | None = None,
+                  warn: bool = True) -> RegressionResult:
         """K fits in one compiled program: ``X`` ``(K, n, d)`` (or one ``(n, d)`` shared by
         all), ``y`` ``(K, n)``; ragged datasets through ``weights`` (0 for padding rows)."""
         design = make_design(self, X, y, weights=weights, offset=offset, exposure=exposure,
                              feature_names=feature_names, batched=True)
-        return self._run(design, method=method, max_steps=max_steps, warn=warn)
+        return self._run(design, method=method, max_steps=max_steps, warn=warn,
+                         obs_chunk=obs_chunk)
 
-    def _run(self, design: Design, *, method, max_steps, warn) -> RegressionResult:
+    def _run(self, design: Design, *, method, max_steps, warn,
+             obs_chunk=None) -> RegressionResult:
         X, y, off, w = design.X, design.y, design.offset, design.weights
         wfill = jnp.ones_like(y) if w is None else w
         init = _start_program(self, design.batched)(X, y, off, wfill)
         data = {"X": X, "y": y, "offset": off}
         for key, val in self.extra_data(design.dtype).items():
+            if obs_chunk is not None:   # one copy per row: every leaf is chunked by rows
+                val = jnp.broadcast_to(val, (y.shape[-1],) + val.shape)
             data[key] = jnp.broadcast_to(val, (y.shape[0],) + val.shape) if design.batched \
                 else val
         kw = dict(constraints=self.constraints(), weights=w, method=method,
-                  max_steps=max_steps, warn=warn)
+                  max_steps=max_steps, obs_chunk=obs_chunk, warn=warn)
         if design.batched:
             res = fit_batch(self.loglik_fn(), init, data, init_batched=True, **kw)
         else:
