@@ -888,6 +888,7 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         Hessian otherwise holds ``n x p`` intermediates), and on CPU faster for large ``n``
         since each chunk stays in cache (one logistic regression, n = 1e6, d = 20: 160 ->
         about 100 ms a Newton step with chunks of 1,000). On a GPU use large chunks or none.
+        Bootstrap refits are chunked too; profile-likelihood refits see the whole data.
       warn: warn on the host when the fit did not converge or its Hessian is singular.
 
     Returns:

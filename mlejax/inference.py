@@ -561,8 +561,11 @@ def _reduced_config(cfg, method, max_steps):
     example = jnp.zeros((p - 1,), problem.dtype)
     reduced = fitmod._make_problem([example], jax.tree_util.tree_structure(example), [real],
                                    ["nuisance"], problem.dtype)
+    # The refits' data carry the fixed coordinate beside the observations, so they are not
+    # chunked by observation (obs_chunk): each refit evaluates the whole data at once.
     return _refit_config(cfg, method=method, max_steps=max_steps,
-                         loglik_fn=_FixedOne(cfg.loglik_fn, problem), problem=reduced)
+                         loglik_fn=_FixedOne(cfg.loglik_fn, problem), problem=reduced,
+                         obs_chunk=None)
 
 
 def _refitter(cfg, cfg_r, data, weights):
