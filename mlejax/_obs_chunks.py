@@ -11,8 +11,8 @@ Why: the autodiff Hessian pushes ``p`` tangents through every observation at onc
 intermediates hold ``n x p`` values (160 MB for n = 1e6, p = 20, more than any cache, and
 ``n x p x p`` where a model forms products of parameters); chunked, they hold ``m x p``, so
 memory no longer grows with ``n`` and on CPU each chunk's intermediates stay in cache. One
-logistic regression, n = 1e6, d = 20: value, gradient and Hessian in 203 ms on two cores
-at once, 86-98 ms on one core in chunks of 1,000 (``benchmarks/RESULTS.md``). On a GPU,
+logistic regression, n = 1e6, d = 20: value, gradient and Hessian in 169-203 ms on two
+cores at once, 83-98 ms on one core in chunks of 1,000 (``benchmarks/RESULTS.md``). On a GPU,
 which wants the whole data in one kernel, use large chunks or none.
 """
 

@@ -727,7 +727,11 @@ def _check_obs_axis(what: str, loglik_fn, params0, one_data, per_obs: bool) -> N
         raise ValueError(f"{option}= needs loglik_fn to return per-observation values (a 1-D "
                          "vector, one per observation), not their sum.")
     n = jax.eval_shape(loglik_fn, params0, one_data).shape[0]
-    for path, x in jax.tree_util.tree_flatten_with_path(one_data)[0]:
+    leaves = jax.tree_util.tree_flatten_with_path(one_data)[0]
+    if not leaves:
+        raise ValueError(f"{what} observations along axis 0 of the data leaves, but data has "
+                         "none: pass the observations as data= (not inside loglik_fn).")
+    for path, x in leaves:
         if np.ndim(x) == 0 or np.shape(x)[0] != n:
             raise ValueError(f"{what} observations along axis 0 of every data leaf, but "
                              f"data{jax.tree_util.keystr(path)} has shape {np.shape(x)} and "

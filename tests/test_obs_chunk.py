@@ -177,3 +177,15 @@ def test_inference_after_a_chunked_fit_equals_unchunked():
     ba = mj.bootstrap(whole, n=20, key=jax.random.key(1))
     bb = mj.bootstrap(chunked, n=20, key=jax.random.key(1))
     np.testing.assert_allclose(bb.replicates["a"], ba.replicates["a"], rtol=1e-8)
+
+
+def test_obs_chunk_needs_the_observations_in_data(logit_data):
+    X, y = logit_data
+    Xj, yj = jnp.asarray(X), jnp.asarray(y)
+
+    def closure(params, data):
+        del data
+        return logit_ll(params, {"X": Xj, "y": yj})
+
+    with pytest.raises(ValueError, match="pass the observations as data="):
+        mj.fit(closure, {"beta": jnp.zeros(D)}, None, obs_chunk=50)

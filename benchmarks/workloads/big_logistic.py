@@ -3,8 +3,9 @@
 mlejax ``fit`` (trust-region Newton; the subject sums the data in chunks of 1,000
 observations, ``obs_chunk=1000``, and the default whole-data fit is shown too) against
 statsmodels ``Logit`` (Newton) and scikit-learn ``LogisticRegression`` (unpenalised;
-``newton-cholesky`` and ``lbfgs`` at their default tolerance), with the hand-written JAX Newton as the plain-JAX reference. The floor is one
-``X'WX`` plus ``X b`` (the fastest of JAX and NumPy) per Newton iteration mlejax made.
+``newton-cholesky`` and ``lbfgs`` at their default tolerance), with the hand-written JAX
+Newton as the plain-JAX reference. The floor is one ``X'WX`` plus ``X b`` (the fastest of
+JAX and NumPy) per Newton iteration mlejax made.
 
 Same optimum: the log-likelihood of every estimate within 1e-6 (relative) of the best.
 Accuracy (the issue's "tighter accuracy"): the largest gradient component ``|X'(y - p)|``
