@@ -149,19 +149,26 @@ class _Config:
     obs_chunk: int | None = None        # sum the objective over chunks of observations
 
 
+def _loglik_sum(cfg: _Config, u, data, weights) -> jax.Array:
+    """The log-likelihood of ``data`` at ``u``: the weighted sum of the per-observation
+    values (or the total ``loglik_fn`` returns)."""
+    ll = cfg.loglik_fn(cfg.problem.to_natural(u), data)
+    if not cfg.per_obs:
+        return ll.astype(cfg.problem.dtype)
+    if weights is not None:
+        ll = jnp.where(weights > 0, weights * ll, 0.0)
+    return jnp.sum(ll).astype(cfg.problem.dtype)
+
+
+def _penalty_at(cfg: _Config, u) -> jax.Array:
+    """The smooth part of ``cfg.penalty`` at ``u`` (an exact L1 term is the proximal
+    solver's own)."""
+    return jnp.asarray(cfg.penalty.smooth(cfg.problem.to_natural(u)), cfg.problem.dtype)
+
+
 def _loglik_total(cfg: _Config, data, weights) -> Callable[[jax.Array], jax.Array]:
     """The plain (weighted, summed) log-likelihood as a function of ``u``."""
-    problem = cfg.problem
-
-    def fn(u):
-        ll = cfg.loglik_fn(problem.to_natural(u), data)
-        if not cfg.per_obs:
-            return ll.astype(problem.dtype)
-        if weights is not None:
-            ll = jnp.where(weights > 0, weights * ll, 0.0)
-        return jnp.sum(ll).astype(problem.dtype)
-
-    return fn
+    return lambda u: _loglik_sum(cfg, u, data, weights)
 
 
 def _objective(cfg: _Config, data, weights) -> Callable[[jax.Array], jax.Array]:
@@ -170,48 +177,29 @@ def _objective(cfg: _Config, data, weights) -> Callable[[jax.Array], jax.Array]:
     loglik = _loglik_total(cfg, data, weights)
     if cfg.penalty is None:
         return loglik
-    problem = cfg.problem
-
-    def fn(u):
-        return loglik(u) + jnp.asarray(cfg.penalty.smooth(problem.to_natural(u)),
-                                       problem.dtype)
-
-    return fn
+    return lambda u: loglik(u) + _penalty_at(cfg, u)
 
 
 def _chunked(cfg: _Config, data, weights, penalised: bool) -> ChunkedSum:
     """The log-likelihood (plus the penalty's smooth part when ``penalised``) as a sum over
     chunks of ``cfg.obs_chunk`` observations (:mod:`mlejax._obs_chunks`)."""
-    problem = cfg.problem
-
-    def chunk_fn(u, d, w):
-        ll = cfg.loglik_fn(problem.to_natural(u), d)
-        if w is not None:
-            ll = jnp.where(w > 0, w * ll, 0.0)
-        return jnp.sum(ll).astype(problem.dtype)
-
     extra = None
     if penalised and cfg.penalty is not None:
-        def extra(u):
-            return jnp.asarray(cfg.penalty.smooth(problem.to_natural(u)), problem.dtype)
+        extra = functools.partial(_penalty_at, cfg)
     n = int(jax.tree_util.tree_leaves(data)[0].shape[0])
-    return ChunkedSum(chunk_fn, data, weights, cfg.obs_chunk, n, extra)
+    return ChunkedSum(functools.partial(_loglik_sum, cfg), data, weights, cfg.obs_chunk, n,
+                      extra)
 
 
 def _minibatch_objective(cfg: _Config, data, weights, n: int):
-    problem, b = cfg.problem, cfg.batch_size
+    b = cfg.batch_size
 
     def fn(u, key):
         idx = jax.random.randint(key, (b,), 0, n)
         sub = jax.tree_util.tree_map(lambda x: x[idx], data)
-        ll = cfg.loglik_fn(problem.to_natural(u), sub)
-        if weights is not None:
-            w = weights[idx]
-            ll = jnp.where(w > 0, w * ll, 0.0)
-        total = (jnp.sum(ll) * (n / b)).astype(problem.dtype)
+        total = _loglik_sum(cfg, u, sub, None if weights is None else weights[idx]) * (n / b)
         if cfg.penalty is not None:
-            total = total + jnp.asarray(cfg.penalty.smooth(problem.to_natural(u)),
-                                        problem.dtype)
+            total = total + _penalty_at(cfg, u)
         return total
 
     return fn
@@ -317,8 +305,7 @@ def _anneal_path(cfg: _Config, u0, data, weights, key) -> jax.Array:
         def fn(v):
             if cfg.penalty is None:
                 return tempered(v)
-            return tempered(v) + jnp.asarray(cfg.penalty.smooth(problem.to_natural(v)),
-                                             problem.dtype)
+            return tempered(v) + _penalty_at(cfg, v)
 
         setup = _setup(cfg, data, weights, key, fn=fn)
         out = iterate(setup.solver, u, max_steps=cfg.max_steps, gtol=cfg.gtol, ftol=cfg.ftol,
