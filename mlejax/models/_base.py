@@ -414,7 +414,8 @@ class Model:
                   max_steps: int | None = None, obs_chunk: int | None = None,
                   warn: bool = True) -> RegressionResult:
         """K fits in one compiled program: ``X`` ``(K, n, d)`` (or one ``(n, d)`` shared by
-        all), ``y`` ``(K, n)``; ragged datasets through ``weights`` (0 for padding rows)."""
+        all), ``y`` ``(K, n)``; ragged datasets through ``weights`` (0 for padding rows);
+        ``obs_chunk`` as in :meth:`fit`."""
         design = make_design(self, X, y, weights=weights, offset=offset, exposure=exposure,
                              feature_names=feature_names, batched=True)
         return self._run(design, method=method, max_steps=max_steps, warn=warn,
