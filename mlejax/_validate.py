@@ -137,12 +137,29 @@ def check_init_values(leaves, constraints, names) -> None:
                              "constraint.")
 
 
+# JAX arrays above this size are checked where they lie (one compiled reduction, sharded
+# arrays on their devices) rather than copied to the host: for 168 MB of data sharded over
+# two devices the host check took 26 ms of a 280 ms fit.
+_DEVICE_CHECK_BYTES = 1 << 20
+
+
+@jax.jit
+def _finite_flags(arrays):
+    return jnp.stack([jnp.all(jnp.isfinite(x)) for x in arrays])
+
+
 def check_data_finite(data: Any, what: str = "data", *, batched: bool = False) -> None:
     """NaN or inf in a data leaf is an error; for a batch, the message names the datasets."""
     paths, _ = jax.tree_util.tree_flatten_with_path(data)
+    paths = [(path, x) for path, x in paths if not isinstance(x, jax.core.Tracer)]
+    on_device = [i for i, (_, x) in enumerate(paths)
+                 if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.inexact)
+                 and x.nbytes > _DEVICE_CHECK_BYTES]
+    if on_device:
+        flags = np.asarray(_finite_flags(tuple(paths[i][1] for i in on_device)))
+        ok = {i for i, flag in zip(on_device, flags) if flag}
+        paths = [p for i, p in enumerate(paths) if i not in ok]
     for path, x in paths:
-        if isinstance(x, jax.core.Tracer):
-            continue
         a = np.asarray(x)
         if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
             bad = int(np.sum(~np.isfinite(a)))

@@ -147,6 +147,7 @@ class _Config:
     anneal: Any = None       # mj.anneal.Schedule of stages run before the final fit
     canonical: Callable | None = None   # params -> canonical params, for the optima map
     obs_chunk: int | None = None        # sum the objective over chunks of observations
+    obs_devices: tuple | None = None    # ... with the rows sharded over these devices
 
 
 def _loglik_sum(cfg: _Config, u, data, weights) -> jax.Array:
@@ -187,8 +188,11 @@ def _chunked(cfg: _Config, data, weights, penalised: bool) -> ChunkedSum:
     if penalised and cfg.penalty is not None:
         extra = functools.partial(_penalty_at, cfg)
     n = int(jax.tree_util.tree_leaves(data)[0].shape[0])
-    return ChunkedSum(functools.partial(_loglik_sum, cfg), data, weights, cfg.obs_chunk, n,
-                      extra)
+    mesh = None
+    if cfg.obs_devices is not None:
+        mesh = jax.sharding.Mesh(np.array(cfg.obs_devices), ("obs",))
+    size = cfg.obs_chunk or -(-n // len(cfg.obs_devices))   # devices alone: one chunk each
+    return ChunkedSum(functools.partial(_loglik_sum, cfg), data, weights, size, n, extra, mesh)
 
 
 def _minibatch_objective(cfg: _Config, data, weights, n: int):
@@ -218,7 +222,7 @@ def _setup(cfg: _Config, data, weights, key, fn=None) -> _Setup:
     ``fn`` replaces the objective (an annealing stage's tempered one).
     """
     problem = cfg.problem
-    if cfg.obs_chunk is None:
+    if cfg.obs_chunk is None and cfg.obs_devices is None:
         loglik = _loglik_total(cfg, data, weights)
         if fn is None:
             fn = _objective(cfg, data, weights) if cfg.penalty is not None else loglik
@@ -608,7 +612,7 @@ def _loose(method: str, gtol: float) -> float:
 def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, batch_size,
              max_steps, gtol, ftol, restarts, key, restart_scale, trace_len, batched,
              init_batched, check_finite=True, first_index=0, penalty=None, anneal=None,
-             canonical=None, obs_chunk=None):
+             canonical=None, obs_chunk=None, obs_devices=None):
     """All host-side checks; returns the static config and the arrays to feed the kernel."""
     if not callable(loglik_fn):
         raise ValueError("loglik_fn must be a function loglik_fn(params, data).")
@@ -658,6 +662,10 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
                              "(batch_size=) are already small: give one or the other.")
         _check_obs_axis("obs_chunk= sums the log-likelihood over chunks of", loglik_fn,
                         params0, one_data, per_obs)
+    if obs_devices is not None:
+        obs_devices = _check_devices(obs_devices, restarts=restarts, batch_size=batch_size,
+                                     anneal=anneal)
+        _check_obs_axis("devices= shards the", loglik_fn, params0, one_data, per_obs)
 
     if not batched and init_fn is None and V.is_concrete((leaves, data, weights)):
         total = np.asarray(_total_at(loglik_fn, params0, data, weights))
@@ -667,6 +675,9 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
                              "density, or check the data.")
     penalty, anneal = _check_options(penalty, anneal, canonical, method=method,
                                      batch_size=batch_size, params0=params0, problem=problem)
+
+    if obs_devices is not None:
+        data, weights = _shard_rows(data, weights, obs_devices, dtype)
 
     eps_g, eps_f = default_tolerances(dtype)
     if method == "newton":
@@ -691,7 +702,7 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
         restarts=None if restarts is None else int(restarts), init_fn=init_fn,
         restart_scale=float(restart_scale), batched=batched, init_batched=init_batched,
         penalty=penalty, anneal=anneal, canonical=canonical,
-        obs_chunk=None if obs_chunk is None else int(obs_chunk))
+        obs_chunk=None if obs_chunk is None else int(obs_chunk), obs_devices=obs_devices)
 
     start = _to_u(problem, init_batched, leaves)
     if key is None:
@@ -704,6 +715,38 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
         else:
             key = dataset_keys(key, first_index + np.arange(k_batch))
     return cfg, start, data, weights, key
+
+
+def _check_devices(devices, *, restarts, batch_size, anneal) -> tuple | None:
+    """``fit(devices=...)``: a tuple of two or more devices to shard the rows over (None for
+    one device: nothing to shard)."""
+    devs = tuple(devices) if isinstance(devices, (list, tuple)) else None
+    if not devs or not all(isinstance(d, jax.Device) for d in devs):
+        raise ValueError(f"devices= must be a list of JAX devices (e.g. jax.devices()) to "
+                         f"shard the observations over; got {devices!r}.")
+    if restarts is not None or batch_size is not None or anneal is not None:
+        raise ValueError("devices= shards one fit's observations over devices; it does not "
+                         "combine with restarts=, batch_size= or anneal= (for many datasets, "
+                         "fit_batch(..., devices=) shards the batch instead).")
+    return devs if len(devs) > 1 else None
+
+
+def _shard_rows(data, weights, devices: tuple, dtype):
+    """The data (and weights) with their rows sharded over ``devices``: padded to a multiple
+    of the device count with copies of the last row at weight 0 (weights of 1 elsewhere if
+    none were given)."""
+    n = int(np.shape(jax.tree_util.tree_leaves(data)[0])[0])
+    pad = -n % len(devices)
+    if pad:
+        if weights is None:
+            weights = jnp.ones(n, dtype)
+        weights = jnp.concatenate([jnp.asarray(weights, dtype), jnp.zeros(pad, dtype)])
+        data = jax.tree_util.tree_map(
+            lambda x: jnp.concatenate([jnp.asarray(x),
+                                       jnp.repeat(jnp.asarray(x)[-1:], pad, axis=0)]), data)
+    rows = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), ("obs",)),
+                                      jax.sharding.PartitionSpec("obs"))
+    return jax.device_put((data, weights), rows)
 
 
 def _check_obs_axis(what: str, loglik_fn, params0, one_data, per_obs: bool) -> None:
@@ -817,7 +860,7 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         ftol: float | None = None, restarts: int | None = None, key: jax.Array | None = None,
         restart_scale: float = 1.0, trace_len: int | None = None,
         penalty: Any = None, anneal: Any = None, canonical: Callable | None = None,
-        repack: int | None = None, obs_chunk: int | None = None,
+        repack: int | None = None, obs_chunk: int | None = None, devices: Any = None,
         warn: bool = True) -> FitResult:
     """Maximises ``sum_i w_i loglik_fn(params, data)_i`` (``+ penalty(params)``) over ``params``.
 
@@ -880,6 +923,14 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         since each chunk stays in cache (one logistic regression, n = 1e6, d = 20: 160 ->
         about 100 ms a Newton step with chunks of 1,000). On a GPU use large chunks or none.
         Bootstrap refits are chunked too; profile-likelihood refits see the whole data.
+      devices: shard the observations (axis 0 of every data leaf; ``loglik_fn`` per
+        observation) over these devices, e.g. ``jax.devices()``: each device sums its own
+        rows (in chunks of ``obs_chunk`` if given) and the sums are added across devices,
+        so one large fit uses them all at once. ``n`` need not divide evenly (the last row
+        is repeated at weight 0). On CPU, several host devices come from
+        ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` set before JAX starts (one
+        logistic regression, n = 1e6, d = 20, chunks of 1,000: 85 -> 41 ms an evaluation on
+        two). Not with ``restarts``, ``batch_size`` or ``anneal``.
       warn: warn on the host when the fit did not converge or its Hessian is singular.
 
     Returns:
@@ -903,7 +954,7 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         optimizer=optimizer, batch_size=batch_size, max_steps=max_steps, gtol=gtol, ftol=ftol,
         restarts=restarts, key=key, restart_scale=restart_scale, trace_len=trace_len,
         batched=False, init_batched=False, penalty=penalty, anneal=anneal, canonical=canonical,
-        obs_chunk=obs_chunk)
+        obs_chunk=obs_chunk, obs_devices=devices)
     if repack is None or _restart_block(cfg, data, weights) is not None:
         res = _fit_restarts_concurrently(cfg, start, data, weights, key)
     else:

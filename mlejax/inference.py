@@ -156,9 +156,11 @@ def _refit_config(cfg, *, method: str | None, max_steps: int | None, **changes):
         method = cfg.method if cfg.batch_size is None else "lbfgs"
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not known; choose one of {METHODS}.")
-    # A refit is warm-started at the estimate: no annealing path away from it.
+    # A refit is warm-started at the estimate: no annealing path away from it. Refits of a
+    # fit sharded over devices (fit(devices=...)) run as one program on the data where it
+    # lies: XLA partitions them.
     new = dict(restarts=None, init_fn=None, batched=False, init_batched=False, batch_size=None,
-               trace_len=1, anneal=None)
+               trace_len=1, anneal=None, obs_devices=None)
     if method != cfg.method or cfg.batch_size is not None:
         dtype = cfg.problem.dtype
         eps = float(jnp.finfo(dtype).eps)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import mlejax as mj
+from mlejax import _validate
 from conftest import N_NORMAL, assert_rel, normal_ll
 
 _rng = np.random.default_rng(0)
@@ -35,6 +36,15 @@ def test_nonfinite_data_in_a_nested_leaf():
     data = {"x": jnp.asarray(X), "w": jnp.asarray(np.where(np.arange(X.size) == 5, np.nan, 1.0))}
     with pytest.raises(ValueError, match=r"(?i)nan|inf|finite"):
         mj.fit(ll, _init(), data, constraints=CONS)
+
+
+def test_nonfinite_data_in_a_large_device_array():
+    """Arrays over 1 MB are checked on their device: still an error that names the leaf."""
+    x = jnp.asarray(np.concatenate([X, np.full(200_000, 1.0)]))   # 1.6 MB
+    _validate.check_data_finite({"x": x})                          # finite: passes
+    bad = {"x": x.at[200_003].set(np.nan)}
+    with pytest.raises(ValueError, match=r"data\['x'\] contains 1 NaN"):
+        _validate.check_data_finite(bad)
 
 
 def test_init_outside_constraint():

@@ -6,6 +6,11 @@ the same fit without chunks (to 1e-9: the sums differ only in the order of the a
 Sizes are chosen so a remainder chunk is left over (n = 403 in chunks of 50, 97 or 7).
 """
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -189,3 +194,57 @@ def test_obs_chunk_needs_the_observations_in_data(logit_data):
 
     with pytest.raises(ValueError, match="pass the observations as data="):
         mj.fit(closure, {"beta": jnp.zeros(D)}, None, obs_chunk=50)
+
+
+def test_rows_sharded_over_three_host_devices():
+    """fit(devices=...) in a process with three host devices: n = 403 rows (padded to 405
+    at weight 0), chunked and not, equal statsmodels and the one-device fit; sandwich
+    errors after it too."""
+    code = textwrap.dedent("""
+        import os
+        os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=3"
+        import jax, jax.numpy as jnp, numpy as np
+        jax.config.update("jax_enable_x64", True)
+        import mlejax as mj
+        import statsmodels.api as sm
+        assert len(jax.devices()) == 3
+        rng = np.random.default_rng(3)
+        X = np.concatenate([np.ones((403, 1)), rng.normal(size=(403, 3))], axis=1)
+        p = 1.0 / (1.0 + np.exp(-X @ np.array([0.3, -0.8, 0.5, 0.0])))
+        y = (rng.uniform(size=403) < p).astype(np.float64)
+        def ll(params, d):
+            eta = d["X"] @ params["beta"]
+            return d["y"] * eta - jax.nn.softplus(eta)
+        data, init = {"X": X, "y": y}, {"beta": jnp.zeros(4)}
+        ref = sm.Logit(y, X).fit(disp=0, tol=1e-12)
+        one = mj.fit(ll, init, data)
+        for kw in (dict(obs_chunk=50), {}):
+            res = mj.fit(ll, init, data, devices=jax.devices(), **kw)
+            assert bool(res.converged) and int(res.nobs) == 403, kw
+            np.testing.assert_allclose(res.params["beta"], ref.params, rtol=1e-6)
+            np.testing.assert_allclose(res.stderr["beta"], ref.bse, rtol=1e-6)
+            np.testing.assert_allclose(res.params["beta"], one.params["beta"], rtol=1e-9,
+                                       atol=1e-10)
+        res = mj.fit(ll, init, data, devices=jax.devices(), obs_chunk=50)
+        np.testing.assert_allclose(res.stderr_robust["beta"], one.stderr_robust["beta"],
+                                   rtol=1e-9)
+        try:
+            mj.fit(ll, init, data, devices=jax.devices(), restarts=2, key=jax.random.key(0))
+            raise AssertionError("restarts with devices= must be refused")
+        except ValueError as err:
+            assert "restarts" in str(err)
+        print("sharded rows ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "sharded rows ok" in out.stdout
+
+
+def test_devices_must_be_jax_devices(logit_data):
+    with pytest.raises(ValueError, match="list of JAX devices"):
+        _fit(logit_data, devices=["cpu:0"])
+    with pytest.raises(ValueError, match="list of JAX devices"):
+        _fit(logit_data, devices=[])
+    one = _fit(logit_data, devices=jax.devices()[:1])   # one device: nothing to shard
+    assert one.converged

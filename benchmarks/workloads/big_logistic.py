@@ -1,7 +1,10 @@
 """big_logistic: one logistic regression, n = 1,000,000 observations, d = 20 columns.
 
-mlejax ``fit`` (trust-region Newton; the subject sums the data in chunks of 1,000
-observations, ``obs_chunk=1000``, and the default whole-data fit is shown too) against
+mlejax ``fit`` (trust-region Newton; the data summed in chunks of 1,000 observations,
+``obs_chunk=1000``, and on CPU also with the rows sharded over one host device per core,
+``devices=jax.devices()``, in a child process started with
+``--xla_force_host_platform_device_count``, the subject where it runs; the default
+whole-data fit is shown too) against
 statsmodels ``Logit`` (Newton) and scikit-learn ``LogisticRegression`` (unpenalised;
 ``newton-cholesky`` and ``lbfgs`` at their default tolerance), with the hand-written JAX
 Newton as the plain-JAX reference. The floor is one ``X'WX`` plus ``X b`` (the fastest of
@@ -14,7 +17,12 @@ per observation at each estimate, and its log-likelihood below the best.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -40,6 +48,52 @@ def make_data(n: int, d: int, seed: int = 0):
     return X, y
 
 
+# The sharded fit runs in a child process: host devices must be configured before JAX starts.
+# Its data are sharded once, as a user holding sharded arrays would have them.
+CHILD = r"""
+import json, os, sys, time
+n, devices, repeats = (int(a) for a in sys.argv[1:4])
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                           + f" --xla_force_host_platform_device_count={devices}").strip()
+import jax, jax.numpy as jnp, numpy as np
+jax.config.update("jax_enable_x64", True)
+import mlejax as mj
+from benchmarks.workloads import big_logistic as B, _logistic as L
+X, y = B.make_data(n, B.D)
+rows = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(jax.devices()), ("obs",)),
+                                  jax.sharding.PartitionSpec("obs"))
+data = jax.device_put((X, y), rows)
+
+def fit():
+    res = mj.fit(L.logistic_loglik, {"beta": jnp.zeros(B.D)}, data, warn=False,
+                 obs_chunk=B.OBS_CHUNK, devices=jax.devices())
+    jax.block_until_ready(res.params)
+    return res
+
+t0 = time.perf_counter(); res = fit(); first = time.perf_counter() - t0
+runs = []
+for _ in range(repeats):
+    t0 = time.perf_counter(); res = fit(); runs.append(time.perf_counter() - t0)
+print("SHARDED " + json.dumps({"first": first, "runs": runs, "devices": len(jax.devices()),
+                               "beta": np.asarray(res.params["beta"]).tolist(),
+                               "steps": int(res.n_steps), "status": int(res.status)}))
+"""
+
+
+def _sharded_child(n: int, devices: int, repeats: int) -> dict:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])   # this checkout's mlejax and benchmarks
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    env["JAX_PLATFORMS"] = "cpu"
+    out = subprocess.run([sys.executable, "-c", CHILD, str(n), str(devices), str(repeats)],
+                         env=env, capture_output=True, text=True, timeout=900)
+    for line in out.stdout.splitlines():
+        if line.startswith("SHARDED "):
+            return json.loads(line[len("SHARDED "):])
+    raise RuntimeError(f"the sharded big_logistic child failed (exit {out.returncode}):\n"
+                       f"{out.stderr[-2000:]}")
+
+
 def grad_per_obs(beta, X, y) -> float:
     """``max |X'(y - p)| / n`` at ``beta``: zero at the exact optimum."""
     p = 1.0 / (1.0 + np.exp(-(X @ np.asarray(beta, np.float64))))
@@ -56,9 +110,24 @@ def run(n: int, ctx: H.Context) -> list[H.Group]:
                 params={"size": n, "n": n, "d": d, "dtype": "float64"})
     est = {}
 
-    # The subject: the Newton fit with the data summed in chunks of observations (the
-    # option for large n); the default fit (the whole data in one pass) is the next row.
+    # The subject: the Newton fit with the rows sharded over one host device per core and
+    # summed in chunks (the options for large n), where it runs (CPU, two or more cores);
+    # then the same in one process on one device, and the default whole-data fit.
     subj = None
+    from mlejax import _blocks
+
+    cores = _blocks.cpu_workers()
+    if ctx.device == "cpu" and cores > 1:
+        label = f"mlejax fit (newton, obs_chunk={OBS_CHUNK:,}, rows on {cores} host devices)"
+        ctx.log(f"  {NAME} n={n}: {label} (child process)")
+        child = _sharded_child(n, cores, max(ctx.repeats, 1))
+        row = H.Row(label, "mlejax", runs=child["runs"], subject=True,
+                    compile_s=max(child["first"] - float(np.median(child["runs"])), 0.0),
+                    note=f"{mj.Status(child['status']).name}, {child['steps']} Newton steps, "
+                         f"{child['devices']} devices")
+        g.rows.append(row)
+        est[label] = np.asarray(child["beta"])
+        subj, steps = row, child["steps"]
     for label, kw in ((f"mlejax fit (newton, obs_chunk={OBS_CHUNK:,})", {"obs_chunk": OBS_CHUNK}),
                       ("mlejax fit (newton)", {})):
         ctx.log(f"  {NAME} n={n}: {label}")
