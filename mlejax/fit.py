@@ -660,12 +660,13 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
         if batch_size is not None:
             raise ValueError("obs_chunk= sums the full data in chunks; minibatches "
                              "(batch_size=) are already small: give one or the other.")
-        _check_obs_axis("obs_chunk= sums the log-likelihood over chunks of", loglik_fn,
-                        params0, one_data, per_obs)
     if obs_devices is not None:
         obs_devices = _check_devices(obs_devices, restarts=restarts, batch_size=batch_size,
                                      anneal=anneal)
-        _check_obs_axis("devices= shards the", loglik_fn, params0, one_data, per_obs)
+    if obs_chunk is not None or obs_devices is not None:
+        _check_obs_axis("obs_chunk= sums the log-likelihood over chunks of"
+                        if obs_chunk is not None else "devices= shards the",
+                        loglik_fn, params0, one_data, per_obs)
 
     if not batched and init_fn is None and V.is_concrete((leaves, data, weights)):
         total = np.asarray(_total_at(loglik_fn, params0, data, weights))
