@@ -29,6 +29,13 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+try:   # JAX >= 0.7: jax.shard_map, whose check of varying values a scan carry would fail
+    from jax import shard_map as _shard_map
+    _UNCHECKED = {"check_vma": False}
+except ImportError:   # older JAX (the project allows 0.4.36)
+    from jax.experimental.shard_map import shard_map as _shard_map
+    _UNCHECKED = {"check_rep": False}
+
 
 def value_grad_hessian(fn: Callable[[jax.Array], jax.Array], u: jax.Array):
     """``fn``, its gradient and its Hessian at ``u``: forward-over-reverse on the gradient
@@ -84,8 +91,8 @@ class ChunkedSum:
 
         rows = PartitionSpec(axis)
         specs = jax.tree_util.tree_map(lambda _: rows, (self.data, self.weights))
-        out = jax.shard_map(on_device, mesh=self.mesh, in_specs=specs,
-                            out_specs=PartitionSpec(), check_vma=False)(self.data, self.weights)
+        out = _shard_map(on_device, mesh=self.mesh, in_specs=specs, out_specs=PartitionSpec(),
+                         **_UNCHECKED)(self.data, self.weights)
         if self.extra is not None:
             out = jax.tree_util.tree_map(jnp.add, out, each(self.extra))
         return out

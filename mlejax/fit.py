@@ -466,7 +466,12 @@ def _kernel_cached(cfg: _Config, block: int | None, share: int | None,
         return _best_of(all_starts)
 
     if not cfg.batched:
-        return jax.jit(one_dataset, compiler_options=None if options is None else dict(options))
+        if options is not None:
+            try:
+                return jax.jit(one_dataset, compiler_options=dict(options))
+            except TypeError:   # a JAX without per-program compiler options
+                pass
+        return jax.jit(one_dataset)
     axes = batch_axes(cfg)
     many = jax.vmap(one_dataset, in_axes=axes)
     if block is None:
