@@ -29,6 +29,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from mlejax._unit_tangents import unit_tangent_columns
+
 try:   # JAX >= 0.7: jax.shard_map, whose check of varying values a scan carry would fail
     from jax import shard_map as _shard_map
     _UNCHECKED = {"check_vma": False}
@@ -41,7 +43,8 @@ def value_grad_hessian(fn: Callable[[jax.Array], jax.Array], u: jax.Array):
     """``fn``, its gradient and its Hessian at ``u``: forward-over-reverse on the gradient
     linearised once (``jax.linearize``: the primal pass is shared), all ``p`` unit tangents
     pushed through together (``vmap``), where a linear predictor's ``X v`` becomes one matrix
-    product. The Hessian is symmetrised.
+    product -- or, where ``v`` is the unit tangents themselves, no product at all
+    (:mod:`mlejax._unit_tangents`). The Hessian is symmetrised.
 
     Columns one after another (``lax.map``) keep every intermediate ``p`` times narrower,
     which paid while a batch of fits was one wide ``vmap`` that streamed through memory;
@@ -52,8 +55,7 @@ def value_grad_hessian(fn: Callable[[jax.Array], jax.Array], u: jax.Array):
     one matrix product (and chunks of observations, below, cost half of one).
     """
     (f, g), lin = jax.linearize(jax.value_and_grad(fn), u)
-    eye = jnp.eye(u.shape[0], dtype=u.dtype)
-    cols = jax.vmap(lambda t: lin(t)[1])(eye)
+    cols = unit_tangent_columns(lambda t: lin(t)[1], u)
     return f, g, 0.5 * (cols + cols.T)
 
 
