@@ -107,6 +107,30 @@ def test_loglik_not_finite_at_start():
         mj.fit(log_mu_ll, {"mu": jnp.asarray(-1.0)}, jnp.asarray(np.abs(X)))
 
 
+def test_loglik_not_finite_at_start_on_large_data(monkeypatch):
+    """Over 1 MB of data the check reads the solver's first evaluation (no pass of its own):
+    the same error, raised before the loop's program runs; a finite start fits as before."""
+    import importlib
+
+    fit_module = importlib.import_module("mlejax.fit")
+
+    x = jnp.asarray(np.abs(np.concatenate([X, np.full(200_000, 1.0)])))   # 1.6 MB
+    loops = []
+    kernels = fit_module._checked_start_kernels
+
+    def spy(cfg):
+        init, rest = kernels(cfg)
+        return init, lambda *a: loops.append(1) or rest(*a)
+
+    monkeypatch.setattr(fit_module, "_checked_start_kernels", spy)
+    with pytest.raises(ValueError, match="not finite at init"):
+        mj.fit(log_mu_ll, {"mu": jnp.asarray(-1.0)}, x)
+    assert loops == []
+    res = mj.fit(log_mu_ll, {"mu": jnp.asarray(0.5)}, x)   # Poisson-like: mu-hat = mean
+    assert loops == [1] and res.converged
+    assert_rel(res.params["mu"], np.mean(np.asarray(x)), 1e-6)
+
+
 def test_fit_batch_inconsistent_leading_sizes():
     def ll(params, data):
         return normal_ll(params, data["x"]) + 0.0 * jnp.sum(data["y"])
