@@ -18,7 +18,8 @@ which wants the whole data in one kernel, use large chunks or none.
 With a ``mesh`` (``fit(..., devices=...)``) the rows are sharded over its devices: each
 device sums its own rows' chunks (``shard_map``), and the sums are added across devices
 (``psum``), so one fit uses every device at once (on CPU, several host devices: the same
-evaluation on two host devices 85 -> 41 ms).
+evaluation on two host devices 85 -> 41 ms; 32 ms with the Hessian of
+:mod:`mlejax._unit_tangents`).
 """
 
 from __future__ import annotations

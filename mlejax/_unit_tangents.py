@@ -15,10 +15,13 @@ per-observation factors broadcast along it, and the final ``X' (w * X)`` contrac
 of both.
 
 Measured on one logistic regression (n = 1e6, d = 20, chunks of 1,000, rows on two host
-devices): an evaluation of value, gradient and Hessian 38.5 -> 32 ms. The columns equal
-``vmap(lin)(I)`` bitwise for finite data (``x * 1 + 0`` is ``x``). Any operation the
-evaluation below does not know, with a tangent-dependent input, falls back to
-``vmap(lin)(I)`` for the whole map: never a wrong answer, at worst the product.
+devices): an evaluation of value, gradient and Hessian 38.5 -> 32 ms, the fit 240 -> 210 ms;
+10,000 logistic regressions (n = 200, d = 6): 0.31 -> 0.29 s. The products skipped are
+exact (``x * 1 + 0`` is ``x``); what follows adds the same terms, in an order XLA may
+choose otherwise (rounding-level differences; the tests compare with ``jax.hessian``).
+Where no product of the tangent itself is skipped (a tangent transformed first, a mixture's
+tangents that never meet the data in a product) or an operation on a tangent-dependent value
+is not known here, it is ``vmap(lin)(I)``: never a wrong answer, at worst the product.
 """
 
 from __future__ import annotations
@@ -149,8 +152,9 @@ def _batched_rule(eqn, vals, p: int) -> list:
     vals = [_materialise(v) for v in vals]
     if name in _ELEMENTWISE:   # operands of the output's shape, or scalars
         base = tuple(eqn.outvars[0].aval.shape)
-        full = [_broadcast(v.value if isinstance(v, _Batched) else v, base, p,
-                           isinstance(v, _Batched)) for v in vals]
+        full = [_broadcast(v.value, base, p, True) if isinstance(v, _Batched) else
+                _broadcast(jnp.asarray(v, var.aval.dtype), base, p, False)
+                for v, var in zip(vals, eqn.invars)]
         return [_Batched(out) for out in _bind(eqn, full)]
     if len(vals) != 1 and name not in ("pad", "concatenate"):
         raise _Unsupported(name)
