@@ -168,7 +168,9 @@ def _compiled(kind: str, cfg: _Config, shared: bool = False, block: int | None =
 
 
 def _take(tree, idx):
-    return jax.tree_util.tree_map(lambda x: jnp.take(x, idx, axis=0), tree)
+    # mode="clip": the indices are in range; the default ("fill") needs a fill value, which
+    # older JAX (0.7) has none of for PRNG keys.
+    return jax.tree_util.tree_map(lambda x: jnp.take(x, idx, axis=0, mode="clip"), tree)
 
 
 def _put(tree, idx, sub):
