@@ -168,9 +168,10 @@ def _compiled(kind: str, cfg: _Config, shared: bool = False, block: int | None =
 
 
 def _take(tree, idx):
-    # mode="clip": the indices are in range; the default ("fill") needs a fill value, which
-    # older JAX (0.7) has none of for PRNG keys.
-    return jax.tree_util.tree_map(lambda x: jnp.take(x, idx, axis=0, mode="clip"), tree)
+    # Indexing (the indices are in range): jnp.take's default mode needs a fill value, which
+    # JAX 0.7 has none of for PRNG keys, and its mode="clip" failed XLA's verifier on
+    # sharded data in JAX 0.5.3.
+    return jax.tree_util.tree_map(lambda x: x[idx], tree)
 
 
 def _put(tree, idx, sub):
