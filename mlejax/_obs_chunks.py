@@ -35,7 +35,7 @@ from mlejax._unit_tangents import unit_tangent_columns
 try:   # JAX >= 0.7: jax.shard_map, whose check of varying values a scan carry would fail
     from jax import shard_map as _shard_map
     _UNCHECKED = {"check_vma": False}
-except ImportError:   # older JAX (the project allows 0.4.36)
+except ImportError:   # older JAX (before 0.7)
     from jax.experimental.shard_map import shard_map as _shard_map
     _UNCHECKED = {"check_rep": False}
 
