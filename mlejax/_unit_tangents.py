@@ -186,7 +186,8 @@ def _batched_rule(eqn, vals, p: int) -> list:
 
 
 def _broadcast(x, base: tuple, p: int, batched: bool):
-    """``x`` (of shape ``base`` or a scalar, plus ``p`` last when ``batched``) at ``base + (p,)``."""
+    """``x`` (of shape ``base`` or a scalar, plus ``p`` last when ``batched``) broadcast to
+    ``base + (p,)``."""
     core = jnp.shape(x)[:-1] if batched else jnp.shape(x)
     if core == base and batched:
         return x

@@ -44,8 +44,7 @@ from mlejax import _validate as V
 from mlejax import anneal as _anneal
 from mlejax._loop import LoopResult, default_tolerances, iterate
 from mlejax._numerics import nan_to_neginf, safe_inverse_pd, scaled_grad_norm
-from mlejax.fit import (Problem, _check_finite_at_init, _make_problem, _prepare, _total_at,
-                        _warn)
+from mlejax.fit import Problem, _make_problem, _prepare, _warn
 from mlejax.result import FitContext, FitResult
 from mlejax.solvers import Newton
 from mlejax.status import Status
@@ -272,8 +271,6 @@ def refit_context(loglik_fn: Callable, params: Any, data: Any, *, constraints: A
                        method="newton", optimizer=None, batch_size=None, max_steps=None,
                        gtol=None, ftol=None, restarts=None, key=None, restart_scale=1.0,
                        trace_len=None, batched=batched, init_batched=batched)[0]
-        if cfg.checked_start:   # large data: mj.fit checks init on its first evaluation
-            _check_finite_at_init(_total_at(loglik_fn, params, data, weights))
     except ValueError:
         return None
     return FitContext(cfg, data, weights)

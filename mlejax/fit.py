@@ -629,8 +629,12 @@ def _loose(method: str, gtol: float) -> float:
 def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, batch_size,
              max_steps, gtol, ftol, restarts, key, restart_scale, trace_len, batched,
              init_batched, check_finite=True, first_index=0, penalty=None, anneal=None,
-             canonical=None, obs_chunk=None, obs_devices=None):
-    """All host-side checks; returns the static config and the arrays to feed the kernel."""
+             canonical=None, obs_chunk=None, obs_devices=None, solver_checks_init=False):
+    """All host-side checks; returns the static config and the arrays to feed the kernel.
+
+    ``solver_checks_init``: the caller runs a large fit through :func:`_fit_checked_start`,
+    which checks init on the solver's first evaluation (``cfg.checked_start``), so the pass
+    of its own is skipped here."""
     if not callable(loglik_fn):
         raise ValueError("loglik_fn must be a function loglik_fn(params, data).")
     V.check_method(method, optimizer=optimizer, batch_size=batch_size, restarts=restarts,
@@ -685,7 +689,7 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
                         if obs_chunk is not None else "devices= shards the",
                         loglik_fn, params0, one_data, per_obs)
 
-    checked_start = (not batched and init_fn is None
+    checked_start = (solver_checks_init and not batched and init_fn is None
                      and _start_checked_by_solver(restarts, batch_size, anneal, data, weights))
     if not batched and init_fn is None and not checked_start \
             and V.is_concrete((leaves, data, weights)):
@@ -1026,7 +1030,7 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         optimizer=optimizer, batch_size=batch_size, max_steps=max_steps, gtol=gtol, ftol=ftol,
         restarts=restarts, key=key, restart_scale=restart_scale, trace_len=trace_len,
         batched=False, init_batched=False, penalty=penalty, anneal=anneal, canonical=canonical,
-        obs_chunk=obs_chunk, obs_devices=devices)
+        obs_chunk=obs_chunk, obs_devices=devices, solver_checks_init=True)
     if cfg.checked_start:
         res = _fit_checked_start(cfg, start, data, weights, key)
     elif repack is None or _restart_block(cfg, data, weights) is not None:
