@@ -30,6 +30,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from mlejax._numerics import sym
 from mlejax._unit_tangents import unit_tangent_columns
 
 try:   # JAX >= 0.7: jax.shard_map, whose check of varying values a scan carry would fail
@@ -57,7 +58,7 @@ def value_grad_hessian(fn: Callable[[jax.Array], jax.Array], u: jax.Array):
     """
     (f, g), lin = jax.linearize(jax.value_and_grad(fn), u)
     cols = unit_tangent_columns(lambda t: lin(t)[1], u)
-    return f, g, 0.5 * (cols + cols.T)
+    return f, g, sym(cols)
 
 
 @dataclasses.dataclass(frozen=True)
