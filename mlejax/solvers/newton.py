@@ -157,74 +157,28 @@ def _no_eigh(a):
             jnp.broadcast_to(jnp.eye(p, dtype=a.dtype), a.shape))
 
 
-def _only_where_needed(fn: Callable, dummy: Callable) -> Callable:
-    """``g(needed, *args)``: ``fn(*args)`` where ``needed``, else ``dummy(*args)`` (a result
-    of the same shapes that the caller never uses).
+@jax.custom_batching.custom_vmap
+def _eigh_where(needed, a):
+    """``eigh(a)`` where ``needed``, else eigenvalues 0 and the identity (never used).
 
-    A conditional, and under ``vmap`` one for the whole batch (its own batching rule):
-    ``fn`` runs only when some element needs it, so a batch of fits whose steps all take
-    Newton's Cholesky path pays for none of the eigen-path. XLA's CPU ``eigh`` is a LAPACK
-    call per matrix (3.5 us for 6 x 6, against 0.5 us for a Cholesky solve): on 10,000
-    logistic regressions it was a quarter of the fit, and the eigen-path's other small
-    kernels (about twenty a step, each of a microsecond or so whatever the block's size)
-    a further 1.3%. (A ``while_loop`` run at most once would do the same but hangs XLA's
-    CPU runtime here.)"""
-
-    @jax.custom_batching.custom_vmap
-    def where_needed(needed, *args):
-        return jax.lax.cond(needed, fn, dummy, *args)
-
-    @where_needed.def_vmap
-    def batched(axis_size, in_batched, needed, *args):
-        needed, *args = [x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x))
-                         for x, b in zip((needed, *args), in_batched)]
-        out = jax.lax.cond(jnp.any(needed), jax.vmap(fn), jax.vmap(dummy), *args)
-        # Rows that do not need it get the dummy, as in the unbatched function.
-        out = jax.tree_util.tree_map(
-            lambda o, d: jnp.where(needed.reshape((axis_size,) + (1,) * (o.ndim - 1)), o, d),
-            out, jax.vmap(dummy)(*args))
-        return out, jax.tree_util.tree_map(lambda _: True, out)
-
-    return where_needed
+    A conditional, and under ``vmap`` one for the whole batch (its own batching rule): the
+    eigendecomposition runs only when some element needs it, so a batch whose steps all
+    take the Cholesky path pays for none. XLA's CPU ``eigh`` is a LAPACK call per matrix
+    (3.5 us for 6 x 6, against 0.5 us for a Cholesky solve); on 10,000 logistic
+    regressions it was a quarter of the fit. (A ``while_loop`` run at most once would do
+    the same but hangs XLA's CPU runtime here.)"""
+    return jax.lax.cond(needed, _eigh, _no_eigh, a)
 
 
-_eigh_where = _only_where_needed(_eigh, _no_eigh)
-
-
-def _eigen_step(a_s, gs, radius, noise, skip_secular):
-    """The trust-region step from the eigendecomposition of the scaled ``A`` (``a_s``, its
-    gradient ``gs``): ``(z, pred, definite, newton_fits, floor0)`` -- the step in scaled
-    units, its predicted gain, whether ``A`` is positive definite, whether the pure Newton
-    step fits the region, and whether its predicted gain is below rounding (``noise``).
-    The secular iteration is skipped where ``skip_secular``."""
-    dtype = a_s.dtype
-    eps = jnp.finfo(dtype).eps
-    w, v = _eigh(a_s)
-    gv = v.T @ gs
-    definite = w[0] > 0
-    # Eigenvalues below rounding of the largest are taken at that floor in the Newton
-    # step (an ill-conditioned but definite Hessian, as on zero-residual problems).
-    w_floor = eps * jnp.maximum(jnp.max(jnp.abs(w)), jnp.finfo(dtype).tiny)
-    newton_c = gv / jnp.maximum(w, w_floor)
-    newton_fits = definite & (jnp.sqrt(jnp.sum(newton_c ** 2)) <= radius)
-    # The pure Newton step's predicted gain (half the squared Newton decrement) is below
-    # rounding of f: the point is the maximum to the precision of the dtype.
-    floor0 = definite & (0.5 * jnp.sum(gv * newton_c) <= noise)
-    lam, hard = _boundary_multiplier(w, gv, radius, newton_fits | skip_secular)
-    c = jnp.where(newton_fits, newton_c, gv / (w + lam))
-    # Hard case: complete the step to the boundary along the most negative curvature.
-    tau = jnp.sqrt(jnp.maximum(radius ** 2 - jnp.sum(c * c), 0.0))
-    c = jnp.where(hard & ~newton_fits, c.at[0].add(tau), c)
-    pred = jnp.sum(gv * c) - 0.5 * jnp.sum(w * c * c)
-    return v @ c, pred, definite, newton_fits, floor0
-
-
-def _no_eigen_step(a_s, gs, radius, noise, skip_secular):
-    false = jnp.zeros((), bool)
-    return jnp.zeros_like(gs), jnp.zeros((), gs.dtype), false, false, false
-
-
-_eigen_step_where = _only_where_needed(_eigen_step, _no_eigen_step)
+@_eigh_where.def_vmap
+def _eigh_where_batched(axis_size, in_batched, needed, a):
+    needed = needed if in_batched[0] else jnp.broadcast_to(needed, (axis_size,))
+    a = a if in_batched[1] else jnp.broadcast_to(a, (axis_size,) + a.shape)
+    # Rows that do not need it get the dummy, as in the unbatched function.
+    w, v = jax.lax.cond(jnp.any(needed), _eigh, _no_eigh, a)
+    dummy_w, dummy_v = _no_eigh(a)
+    return (jnp.where(needed[:, None], w, dummy_w),
+            jnp.where(needed[:, None, None], v, dummy_v)), (True, True)
 
 
 class Newton:
@@ -279,11 +233,25 @@ class Newton:
         fast = chol_ok & (jnp.sqrt(jnp.sum(z_fast * z_fast)) <= radius)
         pred_fast = 0.5 * jnp.sum(gs * z_fast)
 
-        # Otherwise the eigendecomposition (only where some element of a batch needs it).
-        z_eig, pred, definite, newton_fits, floor0 = _eigen_step_where(
-            ~fast, a_s, gs, radius, noise, fast)
+        w, v = _eigh_where(~fast, a_s)
+        gv = v.T @ gs
+        definite = w[0] > 0
+        # Eigenvalues below rounding of the largest are taken at that floor in the Newton
+        # step (an ill-conditioned but definite Hessian, as on zero-residual problems).
+        w_floor = eps * jnp.maximum(jnp.max(jnp.abs(w)), jnp.finfo(dtype).tiny)
+        newton_c = gv / jnp.maximum(w, w_floor)
+        newton_fits = definite & (jnp.sqrt(jnp.sum(newton_c ** 2)) <= radius)
+        # The pure Newton step's predicted gain (half the squared Newton decrement) is below
+        # rounding of f: the point is the maximum to the precision of the dtype.
+        floor0 = definite & (0.5 * jnp.sum(gv * newton_c) <= noise)
+        lam, hard = _boundary_multiplier(w, gv, radius, newton_fits | fast)
+        c = jnp.where(newton_fits, newton_c, gv / (w + lam))
+        # Hard case: complete the step to the boundary along the most negative curvature.
+        tau = jnp.sqrt(jnp.maximum(radius ** 2 - jnp.sum(c * c), 0.0))
+        c = jnp.where(hard & ~newton_fits, c.at[0].add(tau), c)
+        pred = jnp.sum(gv * c) - 0.5 * jnp.sum(w * c * c)
 
-        z = jnp.where(fast, z_fast, z_eig)
+        z = jnp.where(fast, z_fast, v @ c)
         pred = jnp.where(fast, pred_fast, pred)
         definite = fast | definite
         newton_fits = fast | newton_fits
