@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+import jax.custom_batching
 import jax.numpy as jnp
 
 # Element-wise primitives that may take tangent-dependent inputs (a linear map's own ops, and
@@ -221,6 +222,12 @@ def _dot_general(vals, prm, p: int):
                 out = jax.lax.pad(out, jnp.zeros((), out.dtype), pads)
             return _Batched(out)
     x = t.value
+    if (x.ndim == 2 and jnp.ndim(other) == 2 and tuple(tc) == (0,) and tuple(oc) == (0,)
+            and not lb and not rb):
+        # The Hessian's final product, X' (w X): the rows of both contracted. Either way
+        # round the output is other's free axis, then the tangent's (p).
+        out = _rows_product(prm.get("precision"), prm.get("preferred_element_type"))(x, other)
+        return _Batched(out.T)
     if swap:   # other (lhs) . t (rhs): output = batch, other free, t free (ending in p)
         out = jax.lax.dot_general(other, x, ((tuple(lc), tuple(rc)), (tuple(lb), tuple(rb))),
                                   precision=prm.get("precision"),
@@ -232,3 +239,38 @@ def _dot_general(vals, prm, p: int):
                               preferred_element_type=prm.get("preferred_element_type"))
     n_free_other = jnp.ndim(other) - len(rc) - len(rb)
     return _Batched(jnp.moveaxis(out, out.ndim - 1 - n_free_other, -1))
+
+
+def _rows_product(precision, preferred_element_type):
+    """``(x, y) -> x' y`` for ``x`` (n, q), ``y`` (n, r): the rows contracted.
+
+    Batched (a block of fits under ``vmap``) on CPU, ``x'`` is first written out
+    transposed (an optimisation barrier keeps XLA from folding the transpose back into the
+    product), so XLA's CPU backend multiplies row-major ``(q, n) (n, r)`` matrices, not
+    ``(n, q)' (n, r)``. 10,000 logistic regressions (n = 200, d = 6, blocks of 11):
+    305 -> 273 ms a fit (A/B in one process). Unbatched (one fit, chunks of 1,000 rows by
+    20 columns) the copy costs more than it saves (468 -> 496 ms), and accelerators'
+    batched products take either layout: there the product is left as it is.
+    """
+    dims = (((0,), (0,)), ((), ()))
+
+    def plain(x, y):
+        return jax.lax.dot_general(x, y, dims, precision=precision,
+                                   preferred_element_type=preferred_element_type)
+
+    product = jax.custom_batching.custom_vmap(plain)
+
+    @product.def_vmap
+    def batched(axis_size, in_batched, x, y):
+        if not in_batched[0]:
+            x = jnp.broadcast_to(x, (axis_size,) + x.shape)
+        if jax.default_backend() != "cpu":
+            return jax.vmap(plain, in_axes=(0, 0 if in_batched[1] else None))(x, y), True
+        xt = jax.lax.optimization_barrier(jnp.swapaxes(x, 1, 2))
+        # One y for the whole batch (one fit's restarts): a single (batch q, n) (n, r) product.
+        dims = (((2,), (1,)), ((0,), (0,))) if in_batched[1] else (((2,), (0,)), ((), ()))
+        out = jax.lax.dot_general(xt, y, dims, precision=precision,
+                                  preferred_element_type=preferred_element_type)
+        return out, True
+
+    return product

@@ -89,6 +89,26 @@ def test_under_vmap_over_datasets():
     np.testing.assert_allclose(h, ref, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("shared_data", [False, True], ids=["datasets", "restarts"])
+@pytest.mark.parametrize("name", NAMES)
+def test_every_model_under_vmap(name, shared_data):
+    """Under ``vmap`` (a block of fits, or of one fit's restarts) the Hessian's final
+    product takes its batched form (``_rows_product``: on CPU the tangent side written out
+    transposed): the same Hessians as ``jax.hessian``, non-square and swapped products
+    included."""
+    rng = np.random.default_rng(11)
+    Xs = jnp.asarray(X) if shared_data else jnp.asarray(rng.normal(size=(5, 40, 4)))
+    us = jnp.asarray(U0) + 0.01 * jnp.arange(5.0)[:, None]
+    axes = (0, None if shared_data else 0)
+
+    def model(Xi):
+        return _models(Xi, jnp.asarray(Y), jnp.asarray(M))[name]
+
+    h = jax.jit(jax.vmap(lambda u, Xi: value_grad_hessian(model(Xi), u)[2], axes))(us, Xs)
+    ref = jax.jit(jax.vmap(lambda u, Xi: jax.hessian(model(Xi))(u), axes))(us, Xs)
+    np.testing.assert_allclose(h, ref, rtol=1e-12, atol=1e-12 * float(jnp.max(jnp.abs(ref))))
+
+
 def test_a_map_that_ignores_its_input():
     u = jnp.asarray(U0)
     cols = UT.unit_tangent_columns(lambda t: jnp.zeros(4), u)
