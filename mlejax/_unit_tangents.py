@@ -17,9 +17,10 @@ of both.
 Measured on one logistic regression (n = 1e6, d = 20, chunks of 1,000, rows on two host
 devices): an evaluation of value, gradient and Hessian 38.5 -> 32 ms, the fit 240 -> 210 ms;
 10,000 logistic regressions (n = 200, d = 6): 0.31 -> 0.29 s, and 0.30 -> 0.27 s more where
-that final product, batched, is taken as a row-major product (:func:`_rows_product`). The products skipped are
-exact (``x * 1 + 0`` is ``x``); what follows adds the same terms, in an order XLA may
-choose otherwise (rounding-level differences; the tests compare with ``jax.hessian``).
+that final product, batched, is taken as a row-major product (:func:`_rows_product`). The
+products skipped are exact (``x * 1 + 0`` is ``x``); what follows adds the same terms, in
+an order XLA may choose otherwise (rounding-level differences; the tests compare with
+``jax.hessian``).
 Where no product of the tangent itself is skipped (a tangent transformed first, a mixture's
 tangents that never meet the data in a product) or an operation on a tangent-dependent value
 is not known here, it is ``vmap(lin)(I)``: never a wrong answer, at worst the product.
@@ -249,7 +250,7 @@ def _rows_product(precision, preferred_element_type):
     transposed (an optimisation barrier keeps XLA from folding the transpose back into the
     product), so XLA's CPU backend multiplies row-major ``(q, n) (n, r)`` matrices, not
     ``(n, q)' (n, r)``. 10,000 logistic regressions (n = 200, d = 6, blocks of 11):
-    305 -> 273 ms a fit (A/B in one process). Unbatched (one fit, chunks of 1,000 rows by
+    296 -> 267 ms (median of 9, A/B in one process). Unbatched (one fit, chunks of 1,000 rows by
     20 columns) the copy costs more than it saves (468 -> 496 ms), and accelerators'
     batched products take either layout: there the product is left as it is.
     """
