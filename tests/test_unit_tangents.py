@@ -89,13 +89,17 @@ def test_under_vmap_over_datasets():
     np.testing.assert_allclose(h, ref, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
 @pytest.mark.parametrize("shared_data", [False, True], ids=["datasets", "restarts"])
 @pytest.mark.parametrize("name", NAMES)
-def test_every_model_under_vmap(name, shared_data):
+def test_every_model_under_vmap(name, shared_data, backend, monkeypatch):
     """Under ``vmap`` (a block of fits, or of one fit's restarts) the Hessian's final
     product takes its batched form (``_rows_product``: on CPU the tangent side written out
-    transposed): the same Hessians as ``jax.hessian``, non-square and swapped products
-    included."""
+    transposed, elsewhere the plain product, chosen by JAX's default backend, here made to
+    say "gpu" for the second): the same Hessians as ``jax.hessian``, non-square and
+    swapped products included."""
+    if backend != jax.default_backend():
+        monkeypatch.setattr(jax, "default_backend", lambda: backend)
     rng = np.random.default_rng(11)
     Xs = jnp.asarray(X) if shared_data else jnp.asarray(rng.normal(size=(5, 40, 4)))
     us = jnp.asarray(U0) + 0.01 * jnp.arange(5.0)[:, None]
