@@ -250,9 +250,10 @@ def _rows_product(precision, preferred_element_type):
     transposed (an optimisation barrier keeps XLA from folding the transpose back into the
     product), so XLA's CPU backend multiplies row-major ``(q, n) (n, r)`` matrices, not
     ``(n, q)' (n, r)``. 10,000 logistic regressions (n = 200, d = 6, blocks of 11):
-    296 -> 267 ms (median of 9, A/B in one process). Unbatched (one fit, chunks of 1,000 rows by
-    20 columns) the copy costs more than it saves (468 -> 496 ms), and accelerators'
-    batched products take either layout: there the product is left as it is.
+    296 -> 267 ms (median of 9, A/B in one process). Unbatched (one fit, chunks of 1,000
+    rows by 20 columns) the copy costs more than it saves (468 -> 496 ms), and
+    accelerators' batched products take either layout: there the product is left as it
+    is.
     """
     dims = (((0,), (0,)), ((), ()))
 
@@ -270,8 +271,8 @@ def _rows_product(precision, preferred_element_type):
             return jax.vmap(plain, in_axes=(0, 0 if in_batched[1] else None))(x, y), True
         xt = jax.lax.optimization_barrier(jnp.swapaxes(x, 1, 2))
         # One y for the whole batch (one fit's restarts): a single (batch q, n) (n, r) product.
-        dims = (((2,), (1,)), ((0,), (0,))) if in_batched[1] else (((2,), (0,)), ((), ()))
-        out = jax.lax.dot_general(xt, y, dims, precision=precision,
+        batched_dims = (((2,), (1,)), ((0,), (0,))) if in_batched[1] else (((2,), (0,)), ((), ()))
+        out = jax.lax.dot_general(xt, y, batched_dims, precision=precision,
                                   preferred_element_type=preferred_element_type)
         return out, True
 
