@@ -59,6 +59,7 @@ class Timing:
     runs: list[float]         # the timed runs
     compiled: bool
     out: Any = None           # the last call's result
+    cpu_runs: list[float] = dataclasses.field(default_factory=list)  # process CPU s per run
 
     @property
     def median(self) -> float:
@@ -85,15 +86,17 @@ def measure(fn: Callable[[], Any], ctx: Context, *, compiled: bool,
     """
     repeats = ctx.repeats if repeats is None else repeats
     budget = ctx.budget_s if budget_s is None else budget_s
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = _block(fn())
     first = time.perf_counter() - t0
     runs = [] if compiled else [first]
+    cpu = [] if compiled else [time.process_time() - c0]
     while len(runs) < max(repeats, 1) and (not runs or sum(runs) < budget):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = _block(fn())
         runs.append(time.perf_counter() - t0)
-    return Timing(first, runs, compiled, out)
+        cpu.append(time.process_time() - c0)
+    return Timing(first, runs, compiled, out, cpu)
 
 
 def measure_peer(fn: Callable[[], Any], ctx: Context, **kw) -> tuple[Timing, str]:
@@ -141,6 +144,7 @@ class Row:
     ok: bool | None = None                    # reached the common optimum (None: not checked)
     note: str = ""
     skipped: str | None = None                # why the method did not run
+    cpu_runs: list[float] = dataclasses.field(default_factory=list)  # process CPU s per run
     extrapolated_from: int | None = None      # timed on this many units, scaled to ``work``
     subject: bool = False                     # the row the ratios of the group refer to
     extra: dict = dataclasses.field(default_factory=dict)
@@ -154,12 +158,20 @@ class Row:
         m = self.median
         return self.work / m if m else None
 
+    @property
+    def cores(self) -> float | None:
+        """CPU time over wall time (median run of each): how many of the machine's cores
+        the method kept busy. Two methods equally fast per core differ in wall time by this
+        factor; on a GPU it counts only the host's threads."""
+        m = self.median
+        return statistics.median(self.cpu_runs) / m if self.cpu_runs and m else None
+
     @classmethod
     def from_timing(cls, method: str, role: str, t: Timing, *, work: float = 1.0,
                     scale: float = 1.0, **kw) -> "Row":
         """A row from a :class:`Timing`; ``scale`` extrapolates a subset's times."""
         return cls(method, role, runs=[r * scale for r in t.runs], compile_s=t.compile_s,
-                   work=work, **kw)
+                   work=work, cpu_runs=[c * scale for c in t.cpu_runs], **kw)
 
 
 @dataclasses.dataclass
@@ -316,14 +328,14 @@ def _table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
 
 def format_table(groups: list[Group]) -> str:
     """The results as a Markdown table, then the targets, then the notes."""
-    header = ["workload", "size", "method", "runs", "median", "min-max", "compile",
+    header = ["workload", "size", "method", "runs", "median", "min-max", "compile", "cores",
               "per s", "mlejax speed-up", "x floor", "optimum", "note"]
     rows = []
     for g in groups:
         for r in g.rows:
             if r.skipped:
                 rows.append([g.workload, g.label, r.method, "-", "-", "-", "-", "-", "-", "-",
-                             "skipped", r.skipped])
+                             "-", "skipped", r.skipped])
                 continue
             rat = g.ratios(r)
             sp, fl = rat.get("speedup"), rat.get("vs_floor")
@@ -342,14 +354,16 @@ def format_table(groups: list[Group]) -> str:
             # compilation: say so rather than print 0.
             comp = "~0 (noise)" if r.compile_s == 0.0 else _fmt_s(r.compile_s)
             rows.append([g.workload, g.label, r.method + (" *" if r.subject else ""),
-                         str(len(r.runs)), _fmt_s(r.median), mm, comp, per,
+                         str(len(r.runs)), _fmt_s(r.median), mm, comp,
+                         "-" if r.cores is None else f"{r.cores:.1f}", per,
                          sp_s, fl_s, ok, note])
-    lines = _table(header, rows, "lllrrrrrrrll")
+    lines = _table(header, rows, "lllrrrrrrrrll")
     lines.append("")
     lines.append("`*` the row the ratios refer to. mlejax speed-up = the peer's time / mlejax's "
                  "time per unit of work; x floor = mlejax's time / the floor's. Times are "
                  "medians of the runs after the compiling call; compile = first call minus "
-                 "the median run.")
+                 "the median run; cores = CPU time / wall time of the median run (how many "
+                 "cores the method kept busy).")
     t_rows = []
     for g in groups:
         for t in g.targets:
@@ -392,6 +406,8 @@ def report_dict(groups: list[Group], *, argv: list[str], started: float,
             d = dataclasses.asdict(r)
             d.update(median_s=r.median, min_s=min(r.runs) if r.runs else None,
                      max_s=max(r.runs) if r.runs else None, per_s=r.throughput,
+                     cpu_median_s=statistics.median(r.cpu_runs) if r.cpu_runs else None,
+                     cores=r.cores,
                      **g.ratios(r))
             rows.append(d)
         out_groups.append({"workload": g.workload, "label": g.label, "unit": g.unit,

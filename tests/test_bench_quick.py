@@ -37,6 +37,8 @@ def test_bench_quick_batch_logistic(tmp_path, monkeypatch, capsys):
     assert rows["optimistix BFGS under vmap"]["skipped"]
     subject = rows["mlejax fit_batch (newton)"]
     assert subject["ok"] and subject["median_s"] > 0 and subject["compile_s"] is not None
+    # CPU time beside wall time: how many cores each method kept busy.
+    assert subject["cpu_median_s"] > 0 and subject["cores"] > 0 and "| cores |" in text
     assert rows["statsmodels Logit loop"]["ok"] and rows["statsmodels Logit loop"]["speedup"] > 0
     assert group["targets"], "the issue's targets are evaluated"
 
