@@ -246,6 +246,9 @@ def run(r: int, ctx: H.Context) -> list[H.Group]:
     g.check = (f"best log-likelihood over all methods and starts ({best:.6f}); a method counts "
                "when one of its starts is within 1e-6 relative of it")
     sc = g.row("scipy L-BFGS-B loop")
+    # The issue's target is the subject's (L-BFGS) ratio; the other methods' are shown
+    # against the same threshold for comparison.
+    other_method = "another method, for comparison: the issue's target is the lbfgs row"
     if sc is not None and sc.runs:
         sub = g.subject()
         g.targets.append(H.Target("vs scipy L-BFGS-B loop (lbfgs, float64)",
@@ -253,11 +256,13 @@ def run(r: int, ctx: H.Context) -> list[H.Group]:
         dense = g.row("mlejax fit (bfgs, restarts)")
         if dense is not None and dense.runs:
             g.targets.append(H.Target("vs scipy L-BFGS-B loop (bfgs, float64)",
-                                      g.per_unit(sc) / g.per_unit(dense), ">=", 4))
+                                      g.per_unit(sc) / g.per_unit(dense), ">=", 4,
+                                      note=other_method))
         f32 = g.row("mlejax fit (bfgs, restarts, float32)")
         if f32 is not None and f32.runs and sc.runs:
             g.targets.append(H.Target("vs scipy L-BFGS-B loop (bfgs, float32)",
-                                      g.per_unit(sc) / g.per_unit(f32), ">=", 4))
+                                      g.per_unit(sc) / g.per_unit(f32), ">=", 4,
+                                      note=other_method))
         g.targets.append(H.Target(
             "starts reaching the best: mlejax - scipy",
             float(reach[sub.method] - reach[sc.method]), ">=", 0, unit="starts"))
