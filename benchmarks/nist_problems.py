@@ -2,8 +2,8 @@
 
 This module does not import mlejax; it needs only numpy and jax.numpy.
 
-Data directory: ``$MLEJAX_NIST_DIR`` if set, else ``<repo>/../shared/data/nist-strd``
-(the ``shared/`` folder sits beside the repository checkout).
+Data directory: ``<repo>/data/nist-strd``, inside the repository (NIST's public-domain
+``.dat`` files, with a README on where they come from), so a plain clone has them.
 
     >>> import nist_problems as nist
     >>> prob = nist.load("Misra1a")
@@ -25,7 +25,6 @@ For every other problem ``Problem.y is Problem.y_raw`` and ``Problem.x`` has sha
 from __future__ import annotations
 
 import itertools
-import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -39,12 +38,9 @@ __all__ = ["PROBLEMS", "DIFFICULTY", "MODELS", "Problem", "data_dir", "load", "l
 
 
 def data_dir() -> Path:
-    """Folder holding the NIST ``.dat`` files."""
-    env = os.environ.get("MLEJAX_NIST_DIR")
-    if env:
-        return Path(env)
+    """Folder holding the NIST ``.dat`` files: ``<repo>/data/nist-strd``."""
     # parents[1] is the repository root (this file is in <repo>/benchmarks/).
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nist-strd"
+    return Path(__file__).resolve().parents[1] / "data" / "nist-strd"
 
 
 # --------------------------------------------------------------------------- models

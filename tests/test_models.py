@@ -372,7 +372,6 @@ def _nist_model(name):
     return M.Nonlinear(mean, param_names=[f"b{j + 1}" for j in range(nist.load(name).p)])
 
 
-@pytest.mark.skipif(not nist.data_dir().is_dir(), reason="NIST StRD data not found")
 @pytest.mark.parametrize("name", NIST)
 def test_nonlinear_reproduces_nist(name):
     prob = nist.load(name)

@@ -9,8 +9,7 @@ Lanczos1-3, Gauss1-3 and MGH17; a joint sign change in Eckerle4), the LRE is tak
 the certified values or their symmetric image, whichever is closer: both are the same fitted
 curve and the same maximum of the likelihood (nist_problems.SYMMETRIES).
 
-Data: ``$MLEJAX_NIST_DIR`` or ``<repo>/../shared/data/nist-strd`` (see
-benchmarks/nist_problems.py).
+Data: ``<repo>/data/nist-strd``, inside the repository (see benchmarks/nist_problems.py).
 """
 
 from __future__ import annotations
@@ -42,8 +41,6 @@ MIN_LRE = 6.0
 # default limit of 500.
 MAX_STEPS = 3000
 
-if not nist.data_dir().is_dir():
-    pytest.skip(f"NIST StRD data not found at {nist.data_dir()}", allow_module_level=True)
 
 
 @lru_cache(maxsize=None)
