@@ -15,7 +15,7 @@ class Status(enum.IntEnum):
 
     Example:
       >>> [s.name for s in mj.Status if s >= 0]
-      ['CONVERGED', 'MAX_STEPS', 'NONFINITE', 'LINESEARCH_FAILED', 'SINGULAR_HESSIAN', 'NOT_RUN']
+      ['CONVERGED', 'MAX_STEPS', 'NONFINITE', 'LINESEARCH_FAILED', 'SINGULAR_HESSIAN', 'NOT_RUN', 'NONFINITE_HESSIAN', 'NOT_ATTAINED']
       >>> mj.Status(1).name, mj.Status.CONVERGED == 0
       ('MAX_STEPS', True)
     """
@@ -26,6 +26,8 @@ class Status(enum.IntEnum):
     LINESEARCH_FAILED = 3
     SINGULAR_HESSIAN = 4
     NOT_RUN = 5
+    NONFINITE_HESSIAN = 6
+    NOT_ATTAINED = 7
     # Internal: the loop is still iterating. Never present in a finished result.
     RUNNING = -1
 
@@ -45,6 +47,17 @@ _MESSAGES = {
                              "parameters); standard errors are NaN",
     Status.NOT_RUN: "not fitted: the run was interrupted before this dataset was reached; "
                     "run again with the same checkpoint= path to resume",
+    Status.NONFINITE_HESSIAN: "the second derivatives are not finite (NaN or inf) although the "
+                              "log-likelihood and its gradient are: usually inf * 0 in autodiff, "
+                              "e.g. cut-points padded with -inf/+inf or a log/sqrt of 0 in an "
+                              "unused branch; standard errors are NaN. Fix: keep infinities out "
+                              "of the parameter path (pad with large finite values, or jnp.where "
+                              "on both branches)",
+    Status.NOT_ATTAINED: "the maximum is not attained: the log-likelihood keeps increasing as a "
+                         "parameter combination goes to infinity (e.g. perfect separation in "
+                         "a binary regression, a variance going to zero); the estimates and "
+                         "standard errors are meaningless. Fix: drop or merge the separating "
+                         "variables, add a penalty (mj.penalties.l2) or constrain the parameter",
     Status.RUNNING: "running",
 }
 
