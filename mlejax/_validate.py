@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlejax.constraints import Constraint, is_constraint, real
+from mlejax.constraints import Constraint, check_hashable, is_constraint, real
 from mlejax.solvers import METHODS
 
 
@@ -120,6 +120,8 @@ def check_params(init: Any, constraints: Any):
     cons = broadcast_constraints(constraints, init)
     if len(cons) != len(leaves):
         raise ValueError("constraints must be a pytree prefix of init.")
+    for name, c in zip(names, cons):
+        check_hashable(c, name)
     check_init_values(leaves, cons, names)
     return names, leaves, dtype, treedef, cons
 

@@ -41,6 +41,31 @@ def _spd(d, seed):
     return a @ a.T + d * np.eye(d)
 
 
+# ---- user-defined constraints (the two routes of the documented API) ---------------
+
+# By the helper: k effects summing to zero, k - 1 free coordinates (the last axis shrinks).
+SUM_TO_ZERO = mj.constraint(
+    forward=lambda u: jnp.concatenate([u, -jnp.sum(u, axis=-1, keepdims=True)], axis=-1),
+    inverse=lambda x: x[..., :-1],
+    check=lambda x: None if np.allclose(x.sum(-1), 0.0, atol=1e-9) else "must sum to 0",
+    name="sum_to_zero")
+
+
+class IncreasingPositive(mj.Constraint):
+    """By subclassing: 0 < x_0 < x_1 < ..., x = cumsum(exp(u)) (no check: the default one)."""
+
+    name = "increasing_positive"
+
+    def forward(self, u):
+        return jnp.cumsum(jnp.exp(u), axis=-1)
+
+    def inverse(self, x):
+        return jnp.log(jnp.diff(x, axis=-1, prepend=0.0))
+
+
+INCREASING_POSITIVE = IncreasingPositive()
+
+
 # ---- round trips ------------------------------------------------------------------
 
 ROUND_TRIP = [
@@ -52,6 +77,14 @@ ROUND_TRIP = [
     ("simplex_batched", mj.simplex, np.array([[0.1, 0.6, 0.3], [0.25, 0.25, 0.5]])),
     ("positive_definite", mj.positive_definite, _spd(3, 0)),
     ("positive_definite_1x1", mj.positive_definite, np.array([[2.5]])),
+    ("ordered", mj.ordered, np.array([-1.5, -0.2, 0.4, 3.0])),
+    ("ordered_batched", mj.ordered, np.array([[-1.0, 0.0, 5.0], [2.0, 2.5, 2.6]])),
+    ("ordered_one", mj.ordered, np.array([0.7])),
+    ("positive_sum_below", mj.positive_sum_below(1.0), np.array([0.08, 0.9])),
+    ("positive_sum_below_batched", mj.positive_sum_below(2.5),
+     np.array([[0.5, 1.0, 0.2], [1e-3, 2.0, 0.4]])),
+    ("sum_to_zero_user", SUM_TO_ZERO, np.array([1.0, -3.0, 0.5, 1.5])),
+    ("increasing_positive_user", INCREASING_POSITIVE, np.array([0.2, 0.9, 4.0])),
 ]
 
 
@@ -82,6 +115,17 @@ def test_forward_lands_inside_constraint(name, c, x):
     elif name.startswith("positive_definite"):
         np.testing.assert_allclose(y, y.T, rtol=0, atol=1e-12)
         assert np.all(np.linalg.eigvalsh(y) > 0)
+    elif name.startswith("ordered"):
+        assert y.shape == np.shape(x) and np.all(np.diff(y, axis=-1) > 0)
+    elif name.startswith("positive_sum_below"):
+        bound = c.bound
+        assert y.shape == np.shape(x) and np.all(y > 0) and np.all(y.sum(-1) < bound)
+    elif name == "sum_to_zero_user":
+        assert y.shape == np.shape(x)
+        np.testing.assert_allclose(y.sum(-1), 0.0, rtol=0, atol=1e-12)
+    elif name == "increasing_positive_user":
+        assert y[0] > 0 and np.all(np.diff(y) > 0)
+    assert c.check(y) is None, f"{name}: forward's output fails check: {c.check(y)}"
 
 
 # ---- natural-scale covariance ------------------------------------------------------
@@ -157,7 +201,8 @@ def test_interval_mean_near_bound_cov_is_natural_scale():
 
 
 def test_zero_inflated_poisson_unit_interval_and_positive():
-    init = {"pi": jnp.asarray(0.5), "lam": jnp.asarray(1.0)}
+    # keys in sorted order: cov's order is the same whether it follows JAX's or the written one
+    init = {"lam": jnp.asarray(1.0), "pi": jnp.asarray(0.5)}
     res = mj.fit(zip_ll, init, jnp.asarray(X_ZIP),
                  constraints={"pi": mj.unit_interval, "lam": mj.positive})
     assert bool(res.converged), res.message
@@ -197,7 +242,7 @@ def test_simplex_categorical_cov_on_free_coordinates():
 
 def test_positive_definite_mvn_closed_form():
     n, d = X_MVN.shape
-    init = {"mean": jnp.zeros(d), "cov": jnp.eye(d)}
+    init = {"cov": jnp.eye(d), "mean": jnp.zeros(d)}   # sorted keys, as above
     res = mj.fit(mvn_ll, init, jnp.asarray(X_MVN), constraints={"cov": mj.positive_definite})
     assert bool(res.converged), res.message
     xbar = X_MVN.mean(0)
