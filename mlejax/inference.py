@@ -12,7 +12,9 @@ The pieces:
 
 * :func:`robust_cov`: the sandwich ``A^-1 B A^-1`` with ``A = -H`` the observed information and
   ``B`` the outer product of the per-observation scores (HC0), or of their cluster sums
-  (``groups=``, with the usual ``G/(G-1) (N-1)/(N-k)`` small-sample factor).
+  (``groups=``, with the small-sample factor of Stata and statsmodels: ``G/(G-1) (N-1)/(N-k)``
+  for a ``mj.fit`` result and the least-squares models, ``G/(G-1)`` for the other
+  ``mj.models``). It also takes a model's ``RegressionResult``.
 * :func:`confint`: Wald intervals (observed or robust covariance) or profile-likelihood
   intervals: the points where ``2 (loglik_max - loglik_profile) = chi2_1(level)``, found by a
   safeguarded Newton search on the signed root of the profile deviance, each trial point a
@@ -73,10 +75,21 @@ def _fitmod():
     return importlib.import_module("mlejax.fit")
 
 
+def _as_fit(res: Any) -> tuple[Any, Any]:
+    """``(FitResult, regression)``: a model's :class:`~mlejax.models.RegressionResult`
+    unwrapped to its core result (``regression`` is then the RegressionResult itself, whose
+    model sets the default small-sample correction); anything else as given, with None."""
+    # Imported here: mlejax.models imports mlejax.fit, which imports this module lazily.
+    from mlejax.models._base import RegressionResult
+    if isinstance(res, RegressionResult):
+        return res.fit_result, res
+    return res, None
+
+
 def _check_result(res: Any, what: str) -> None:
     if not isinstance(res, FitResult):
-        raise ValueError(f"{what} needs a FitResult from mj.fit or mj.fit_batch; got "
-                         f"{type(res).__name__}.")
+        raise ValueError(f"{what} needs a FitResult from mj.fit or mj.fit_batch (or a "
+                         f"RegressionResult from a mj.models fit); got {type(res).__name__}.")
     if res.context is None:
         raise ValueError(f"{what} needs the fit's context (res.context is None): pass the "
                          "result returned by mj.fit / mj.fit_batch itself, not one rebuilt "
@@ -247,27 +260,74 @@ def _group_ids(groups, n: int, weights, lead: tuple[int, ...]):
     return gid, count, int(max(len(np.unique(r)) for r in rows))
 
 
-def robust_cov(res: FitResult, *, groups: Any = None, correction: bool | None = None) -> jax.Array:
+_CORRECTIONS = ("none", "ml", "linear")
+
+
+def _correction_kind(correction: Any, clustered: bool, regression: Any) -> str | float:
+    """The small-sample correction asked for: one of ``_CORRECTIONS`` or a given factor."""
+    if correction is None:
+        if not clustered:
+            return "none"
+        return "linear" if regression is None else regression.model.cluster_correction
+    if correction is True:
+        return "linear"
+    if correction is False:
+        return "none"
+    if isinstance(correction, str):
+        if correction not in _CORRECTIONS:
+            raise ValueError(f"correction must be one of {_CORRECTIONS}, True, False, None or "
+                             f"a positive factor; got {correction!r}.")
+        return correction
+    fac = float(np.asarray(correction)) if np.ndim(correction) == 0 else float("nan")
+    if not (np.isfinite(fac) and fac > 0):
+        raise ValueError(f"correction must be one of {_CORRECTIONS}, True, False, None or a "
+                         f"positive factor; got {correction!r}.")
+    return fac
+
+
+def robust_cov(res: Any, *, groups: Any = None,
+               correction: bool | str | float | None = None) -> jax.Array:
     """The sandwich (robust) covariance of the estimate, HC0 or cluster-robust.
 
     With ``s_i = w_i d l_i / d theta`` the score of observation ``i`` (autodiff Jacobian of
     the per-observation log-likelihood, times its weight) and ``A = -H`` the observed
     information at the estimate,
 
-        cov = A^-1 (sum_i s_i s_i^T) A^-1                          (HC0, the default)
+        cov = c A^-1 (sum_i s_i s_i^T) A^-1                         (no groups)
         cov = c A^-1 (sum_g S_g S_g^T) A^-1,  S_g = sum_{i in g} s_i   (groups=)
 
-    with ``c = G/(G-1) (N-1)/(N-k)`` for ``G`` clusters, ``N`` observations and ``k`` free
-    parameters (the CRV1 factor statsmodels and Stata use), or ``c = N/(N-k)`` (HC1) for
-    ``correction=True`` without groups. It is computed in the solvers' unconstrained
-    coordinates and mapped to the natural scale with the Jacobian of the constraints, like
-    ``res.cov``. Each row of the data is one independent unit (weights as sampling weights).
+    The small-sample factor ``c`` (``G`` clusters, ``N`` observations, ``K`` parameters;
+    without ``groups`` every observation is its own cluster, ``G = N``):
+
+    ==============  ===========================  ============================================
+    correction      c                            used by
+    ==============  ===========================  ============================================
+    ``"none"``      1                            HC0; statsmodels ``cov_type="HC0"``
+    ``"ml"``        G/(G-1)                      Stata's ML commands (poisson, nbreg, logit,
+                                                 probit, glm): ``vce(cluster)``, and
+                                                 ``vce(robust)`` (N/(N-1)) without groups
+    ``"linear"``    G/(G-1) (N-1)/(N-K)          Stata's ``regress``, statsmodels' cluster
+                                                 default (CRV1); HC1, N/(N-K), without groups
+    a number        that number
+    ==============  ===========================  ============================================
+
+    ``True`` is ``"linear"`` and ``False`` ``"none"``. The default (``None``) is ``"none"``
+    without groups; with groups it is ``"linear"`` for a ``mj.fit`` result and the model's
+    own convention for a :class:`~mlejax.models.RegressionResult`: ``"linear"`` for the
+    least-squares models (``Linear``, ``Nonlinear``; ``K`` the coefficients, ``sigma`` not
+    counted, as in ``regress``), ``"ml"`` for the others (``Logistic``, ``Probit``,
+    ``Poisson``, ``NegativeBinomial``, ``Gamma``, ``StudentT``), matching Stata's numbers.
+    statsmodels' discrete models apply ``"linear"`` (``K`` every parameter) by default; pass
+    ``correction="linear"`` for those. The covariance is computed in the solvers'
+    unconstrained coordinates and mapped to the natural scale with the Jacobian of the
+    constraints, like ``res.cov``. Each row of the data is one independent unit (weights as
+    sampling weights).
 
     Args:
       res: a result of ``mj.fit`` or ``mj.fit_batch`` whose ``loglik_fn`` returns one value per
-        observation.
+        observation, or a :class:`~mlejax.models.RegressionResult`.
       groups: optional cluster labels, one per observation (``(n,)``, or ``(K, n)`` for a batch).
-      correction: the small-sample factor; default True with ``groups`` and False without.
+      correction: the small-sample factor (above).
 
     Returns:
       ``(p, p)`` (``(K, p, p)`` for a batch) over the flattened natural parameters in
@@ -282,6 +342,10 @@ def robust_cov(res: FitResult, *, groups: Any = None, correction: bool | None = 
       >>> mj.robust_cov(res, groups=jnp.array([0, 0, 1, 1, 2, 2, 3, 3])).shape   # 4 clusters
       (2, 2)
     """
+    res, regression = _as_fit(res)
+    scale = None
+    if regression is not None:
+        res, scale = regression.model.robust_view(regression)
     _check_result(res, "robust_cov")
     _need_per_obs(res, "robust_cov (sandwich errors)")
     ctx = res.context
@@ -292,30 +356,46 @@ def robust_cov(res: FitResult, *, groups: Any = None, correction: bool | None = 
                          f"arrays with leading shape {lead}.")
     n = _n_obs(res)
     dtype = cfg.problem.dtype
-    nobs = np.asarray(res.nobs, dtype=np.float64)
-    k = float(res.df_model)
+    nobs = np.broadcast_to(np.asarray(res.nobs, dtype=np.float64), lead)
+    kind = _correction_kind(correction, groups is not None, regression)
+    k = float(res.df_model if regression is None else regression.model.robust_k(res))
     if groups is None:
         gid = np.broadcast_to(np.arange(n, dtype=np.int32), lead + (n,))
-        fac = nobs / (nobs - k) if correction else np.ones(lead)
+        count = nobs
     else:
         gid, count, _ = _group_ids(groups, n, ctx.weights, lead)
         if np.any(count < 2):
             raise ValueError("groups has fewer than 2 clusters (with positive weight); "
                              "cluster-robust errors need many clusters.")
-        if correction is None or correction:
-            fac = count / (count - 1.0) * (nobs - 1.0) / (nobs - k)
-        else:
-            fac = np.ones(lead)
+    if kind == "none":
+        fac = np.ones(lead)
+    elif kind == "ml":
+        fac = count / (count - 1.0)
+    elif kind == "linear":
+        fac = count / (count - 1.0) * (nobs - 1.0) / (nobs - k)
+    else:
+        fac = np.full(lead, kind)
     fac = jnp.asarray(fac, dtype)
     kernel = _sandwich_kernel(cfg, res.is_batch)
-    return kernel(_u_hat(res), ctx.data, ctx.weights, jnp.asarray(gid), fac)
+    cov = kernel(_u_hat(res), ctx.data, ctx.weights, jnp.asarray(gid), fac)
+    if scale is not None:   # the model fitted rescaled parameters (Nonlinear): map back
+        cov = cov * scale[..., :, None] * scale[..., None, :]
+    return cov
 
 
-def robust_stderr(res: FitResult, **kwargs) -> Any:
+def robust_stderr(res: Any, **kwargs) -> Any:
     """Square roots of the diagonal of :func:`robust_cov`, with the structure of ``params``."""
     cov = robust_cov(res, **kwargs)
+    fres, regression = _as_fit(res)
+    if regression is not None:
+        fres = regression.model.robust_view(regression)[0]
     se = jnp.sqrt(jnp.diagonal(cov, axis1=-2, axis2=-1))
-    return _unflatten(res.context.config.problem, se, len(_lead(res)))
+    tree = _unflatten(fres.context.config.problem, se, len(_lead(fres)))
+    if regression is None:
+        return tree
+    # The model's own names for the same leaves (Nonlinear's b for the solver's c).
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(regression.params),
+                                        jax.tree_util.tree_leaves(tree))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,15 +513,19 @@ jax.tree_util.register_dataclass(ConfidenceIntervals,
                                  meta_fields=["level", "method", "param_names"])
 
 
-def _resolve_cov(res: FitResult, cov: Any, groups: Any) -> jax.Array:
+def _resolve_cov(res: FitResult, cov: Any, groups: Any, *, source: Any = None,
+                 correction: Any = None) -> jax.Array:
+    """The covariance ``cov`` names; ``source`` (default ``res``) is the result whose robust
+    default applies (a model's RegressionResult around ``res``)."""
     if isinstance(cov, str):
         if cov == "observed":
-            if groups is not None:
-                raise ValueError("groups= is used by cov='robust'; pass cov='robust' for "
-                                 "cluster-robust errors.")
+            if groups is not None or correction is not None:
+                raise ValueError("groups= and correction= are used by cov='robust'; pass "
+                                 "cov='robust' for (cluster-)robust errors.")
             return res.cov
         if cov == "robust":
-            return robust_cov(res, groups=groups)
+            return robust_cov(res if source is None else source, groups=groups,
+                              correction=correction)
         raise ValueError(f"cov must be 'observed', 'robust' or a (p, p) matrix; got {cov!r}.")
     c = jnp.asarray(cov)
     p = len(res.param_names)
@@ -451,8 +535,9 @@ def _resolve_cov(res: FitResult, cov: Any, groups: Any) -> jax.Array:
     return c
 
 
-def _wald(res: FitResult, level: float, cov: Any, groups: Any) -> ConfidenceIntervals:
-    c = _resolve_cov(res, cov, groups)
+def _wald(res: FitResult, level: float, cov: Any, groups: Any, source: Any = None,
+          correction: Any = None) -> ConfidenceIntervals:
+    c = _resolve_cov(res, cov, groups, source=source, correction=correction)
     est = jnp.asarray(res.flat_params())
     se = jnp.sqrt(jnp.diagonal(c, axis1=-2, axis2=-1))
     z = _z(level, est.dtype)
@@ -776,9 +861,10 @@ def _profile_ci(res: FitResult, level: float, which: Any, method: str | None,
     return ConfidenceIntervals(lower, upper, est, status, level, "profile", res.param_names)
 
 
-def confint(res: FitResult, level: float = 0.95, *, method: str = "wald", which: Any = None,
-            cov: Any = "observed", groups: Any = None, refit_method: str | None = None,
-            max_steps: int | None = None, max_iter: int = 60) -> ConfidenceIntervals:
+def confint(res: Any, level: float = 0.95, *, method: str = "wald", which: Any = None,
+            cov: Any = "observed", groups: Any = None, correction: Any = None,
+            refit_method: str | None = None, max_steps: int | None = None,
+            max_iter: int = 60) -> ConfidenceIntervals:
     """Confidence intervals for every parameter: Wald, or profile likelihood.
 
     Wald: ``estimate +- z_(1+level)/2 * stderr`` from ``cov`` (the observed information by
@@ -796,13 +882,16 @@ def confint(res: FitResult, level: float = 0.95, *, method: str = "wald", which:
     interval is one-sided; the bound is reported with status ``AT_BOUND``.
 
     Args:
-      res: a result of ``mj.fit`` or ``mj.fit_batch``.
+      res: a result of ``mj.fit`` or ``mj.fit_batch``, or a model's
+        :class:`~mlejax.models.RegressionResult`.
       level: the confidence level, in (0, 1).
       method: ``"wald"`` or ``"profile"``.
       which: profile only: parameter names (flat, e.g. ``"beta[1]"``, or whole leaves, e.g.
         ``"beta"``); default every parameter whose constraint is elementwise (real, positive,
         interval); the others are NaN with status ``NOT_PROFILED``.
-      cov, groups: Wald only: the covariance (``"observed"``, ``"robust"`` or a matrix).
+      cov, groups, correction: Wald only: the covariance (``"observed"``, ``"robust"`` or a
+        matrix); for ``"robust"``, the clusters and small-sample factor of :func:`robust_cov`
+        (its default: the model's convention for a RegressionResult).
       refit_method: the solver for the profile refits (default the fit's own).
       max_steps: step limit of each refit (default the fit's).
       max_iter: trial points per endpoint.
@@ -817,17 +906,23 @@ def confint(res: FitResult, level: float = 0.95, *, method: str = "wald", which:
       >>> round(float(lo), 4), round(float(hi), 4)      # Wald: (0.2912, 0.8509)
       (0.3747, 1.0249)
     """
-    _check_result(res, "confint")
+    source = res
+    res, regression = _as_fit(res)
+    if regression is None or method != "wald":
+        # A model's Wald intervals need only its estimate and a covariance (robust_cov
+        # checks the fit it takes the scores from).
+        _check_result(res, "confint")
     level = _check_level(level)
     if method == "wald":
         if which is not None:
             raise ValueError("which= selects the parameters to profile; Wald intervals are "
                              "computed for every parameter at once.")
-        return _wald(res, level, cov, groups)
+        return _wald(res, level, cov, groups, source, correction)
     if method == "profile":
-        if not (isinstance(cov, str) and cov == "observed") or groups is not None:
-            raise ValueError("cov= and groups= apply to Wald intervals; a profile interval "
-                             "uses the likelihood itself.")
+        if not (isinstance(cov, str) and cov == "observed") or groups is not None \
+                or correction is not None:
+            raise ValueError("cov=, groups= and correction= apply to Wald intervals; a "
+                             "profile interval uses the likelihood itself.")
         if res.is_batch and len(_lead(res)) != 1:
             raise ValueError(f"profile intervals handle one batch axis; got {_lead(res)}.")
         if int(max_iter) < 1:
@@ -1234,13 +1329,15 @@ class BootstrapResult:
 
     def flat_estimate(self) -> jax.Array:
         lead = np.shape(self.loglik)[:-1]
-        leaves = [jnp.reshape(x, lead + (-1,)) for x in jax.tree_util.tree_leaves(self.estimate)]
+        leaves = [jnp.reshape(x, lead + (-1,))
+                  for x in self.problem.in_order(jax.tree_util.tree_leaves(self.estimate))]
         return jnp.concatenate(leaves, axis=-1)
 
     def flat_replicates(self) -> jax.Array:
         """``(..., B, p)`` replicate estimates, NaN for replicates that did not converge."""
         lead = np.shape(self.loglik)
-        leaves = [jnp.reshape(x, lead + (-1,)) for x in jax.tree_util.tree_leaves(self.replicates)]
+        leaves = [jnp.reshape(x, lead + (-1,))
+                  for x in self.problem.in_order(jax.tree_util.tree_leaves(self.replicates))]
         flat = jnp.concatenate(leaves, axis=-1)
         return jnp.where(self.converged[..., None], flat, jnp.nan)
 

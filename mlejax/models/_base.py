@@ -134,6 +134,30 @@ class RegressionResult:
         """The regression coefficients (``params["beta"]``; ``params["b"]`` for Nonlinear)."""
         return self.model.coef_of(self.params)
 
+    # --- robust errors (computed by mlejax.inference) ------------------------------------
+    @property
+    def cov_robust(self) -> jax.Array:
+        """The HC0 sandwich covariance ``A^-1 B A^-1`` over ``param_names``.
+
+        Cluster-robust: ``mj.robust_cov(res, groups=...)``, whose default small-sample
+        factor is the model's (``G/(G-1)`` for the likelihood models, ``G/(G-1)
+        (N-1)/(N-K)`` for Linear and Nonlinear, as Stata; see :func:`mlejax.robust_cov`).
+        """
+        from mlejax import inference
+        return inference.robust_cov(self)
+
+    @property
+    def stderr_robust(self) -> Any:
+        """Square roots of the diagonal of ``cov_robust``, with the structure of ``params``."""
+        from mlejax import inference
+        return inference.robust_stderr(self)
+
+    def confint(self, level: float = 0.95, method: str = "wald", **kwargs):
+        """Confidence intervals: ``method="wald"`` or ``"profile"``; ``cov="robust"`` with
+        ``groups=`` for cluster-robust Wald intervals (see ``mj.confint``)."""
+        from mlejax import inference
+        return inference.confint(self, level, method=method, **kwargs)
+
     # --- the model's view ----------------------------------------------------------------
     def predict(self, X: Any, *, offset: Any = None, exposure: Any = None) -> jax.Array:
         """The fitted mean at new predictors (probabilities for binary models, rates for
@@ -157,8 +181,20 @@ class RegressionResult:
                          "hi": b + q * s}
         return out
 
-    def summary(self, level: float = 0.95) -> str:
-        text = self.fit_result.summary(level)
+    def summary(self, level: float = 0.95, *, cov: Any = "observed", ci: str = "wald",
+                groups: Any = None) -> str:
+        """The model's name, then :meth:`mlejax.FitResult.summary`; ``cov="robust"`` (with
+        ``groups=`` for clusters) takes the model's small-sample factor."""
+        if isinstance(cov, str) and cov == "robust":
+            from mlejax import inference
+            label = (f"cluster-robust (sandwich, {self.model.cluster_correction} "
+                     "correction)" if groups is not None else "robust (sandwich, HC0)")
+            cov = inference.robust_cov(self, groups=groups)
+            text = self.fit_result.summary(level, cov=cov, ci=ci)
+            text = text.replace("standard errors: given covariance", "standard errors: "
+                                + label, 1)
+        else:
+            text = self.fit_result.summary(level, cov=cov, ci=ci, groups=groups)
         head = f"{self.model.describe()}\n"
         return head + text + self.model.summary_extra(self)
 
@@ -350,6 +386,10 @@ class Model:
 
     intercept: bool = True
     log_link: bool = False
+    # The default small-sample factor of cluster-robust errors (mlejax.robust_cov): Stata's
+    # for the model's command. "ml" G/(G-1) for the likelihood models (poisson, nbreg,
+    # logit, probit, glm); "linear" G/(G-1) (N-1)/(N-K) for least squares (regress).
+    cluster_correction: str = "ml"
 
     # --- the pieces each model supplies ---------------------------------------------------
     def describe(self) -> str:
@@ -385,6 +425,16 @@ class Model:
 
     def coef_of(self, params) -> jax.Array:
         return params["beta"]
+
+    def robust_k(self, res: FitResult) -> int:
+        """``K`` of the ``(N-1)/(N-K)`` factor of ``correction="linear"``: every free
+        parameter (statsmodels' count); least-squares models leave ``sigma`` out."""
+        return res.df_model
+
+    def robust_view(self, res: "RegressionResult") -> tuple[FitResult, Any]:
+        """The fit whose scores give the sandwich, and the scale of its flat parameters
+        relative to ``res.param_names`` (None: the same parameters)."""
+        return res.fit_result, None
 
     def extra_of(self, res: FitResult, design: Design, warn: bool) -> dict:
         """Model-specific results computed after the fit (on concrete values)."""

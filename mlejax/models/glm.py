@@ -16,6 +16,23 @@ model                     mean                        extra parameters
 
 Standard errors are the inverse observed information at the estimate (for the canonical
 links, Logistic and Poisson, it equals the expected information statsmodels reports).
+``res.stderr_robust`` / ``res.cov_robust`` are the HC0 sandwich; ``mj.robust_cov(res,
+groups=...)`` the cluster-robust one, whose default small-sample factor is Stata's for the
+model's command (``G`` clusters, ``N`` observations, ``K`` coefficients; overridden with
+``correction=``, see :func:`mlejax.robust_cov`):
+
+========================  =======================  =========================================
+model                     cluster factor           as
+========================  =======================  =========================================
+``Linear``                G/(G-1) (N-1)/(N-K)      ``regress, vce(cluster)``; statsmodels OLS
+``Logistic``, ``Probit``  G/(G-1)                  ``logit`` / ``probit, vce(cluster)``
+``Poisson``               G/(G-1)                  ``poisson, vce(cluster)``
+``NegativeBinomial``      G/(G-1)                  ``nbreg, vce(cluster)``
+``Gamma``                 G/(G-1)                  ``glm, vce(cluster)``
+========================  =======================  =========================================
+
+(statsmodels' discrete models and GLM apply ``G/(G-1) (N-1)/(N-K)`` to every class by
+default, ``K`` counting every parameter: ``correction="linear"`` gives theirs.)
 
 References:
   McCullagh & Nelder, Generalized Linear Models (1989); Cameron & Trivedi, Regression
@@ -192,9 +209,13 @@ class Linear(Model):
     """
 
     intercept: bool = True
+    cluster_correction = "linear"    # Stata's regress: G/(G-1) (N-1)/(N-K)
 
     def describe(self) -> str:
         return "Linear (Gaussian) regression"
+
+    def robust_k(self, res):
+        return res.df_model - 1     # the coefficients: sigma is not counted, as in regress
 
     def constraints(self):
         return {"sigma": C.positive}

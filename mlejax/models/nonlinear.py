@@ -156,6 +156,19 @@ class Nonlinear:
     def coef_of(self, params) -> jax.Array:
         return params["b"]
 
+    # Cluster-robust errors (mj.robust_cov): least squares' G/(G-1) (N-1)/(N-K), K the
+    # coefficients, as Stata's regress and statsmodels' OLS.
+    cluster_correction = "linear"
+
+    def robust_k(self, res) -> int:
+        return res.df_model - 1
+
+    def robust_view(self, res: RegressionResult):
+        """The solver's fit (in ``c = b / scale``, with its context), and the scale back."""
+        scale = res.extra["scale"]
+        t = jnp.concatenate([scale, jnp.ones(scale.shape[:-1] + (1,), scale.dtype)], axis=-1)
+        return res.extra["solver_result"], t
+
     # --- fitting ------------------------------------------------------------------------
     def fit(self, x: Any, y: Any, init: Any, *, weights: Any = None, method: str = "newton",
             max_steps: int | None = None, lm_steps: int = 2000,

@@ -53,6 +53,7 @@ class StudentT(Model):
 
     intercept: bool = True
     df: float | None = None
+    # Cluster-robust errors: G/(G-1), the likelihood models' factor (Model.cluster_correction).
 
     def __post_init__(self):
         if self.df is not None and not float(self.df) > 0:
