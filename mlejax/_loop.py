@@ -19,8 +19,9 @@ Stopping tests, with ``s = scaled_grad_norm(u, f, g)`` (see ``_numerics``):
   increase) counts as converged when ``s <= loose``, the gradient being at the noise floor,
   and as ``LINESEARCH_FAILED`` otherwise; a rejected trust-region trial that shrank the
   region (``STEP_RETRY``) keeps the loop running from the same point;
-* a gradient-free solver (EM) converges when a step changes ``f`` by at most
-  ``ftol * max(|f|, 1)``, or can make no progress;
+* a gradient-free solver converges when a step changes ``f`` by at most
+  ``ftol * max(|f|, 1)`` (with ``ftol=None``, never by this test alone), when its step says
+  ``STEP_AT_OPTIMUM`` (its own test: EM's fixed point), or when it can make no progress;
 * a non-finite log-likelihood or gradient stops with ``NONFINITE`` and keeps the last finite
   state; ``MAX_STEPS`` when the counter runs out.
 """
@@ -92,7 +93,8 @@ def start(solver: Solver, u0: jax.Array, *, gtol: float, trace_len: int) -> Loop
     return LoopState(s0, jnp.int32(0), status0, trace0)
 
 
-def advance(solver: Solver, state: LoopState, *, max_steps: int, gtol: float, ftol: float,
+def advance(solver: Solver, state: LoopState, *, max_steps: int, gtol: float,
+            ftol: float | None,
             until: jax.Array | int | None = None, loose: float | None = None) -> LoopState:
     """Steps while running, up to ``max_steps`` in all (and to step ``until`` when given).
 
@@ -115,13 +117,14 @@ def advance(solver: Solver, state: LoopState, *, max_steps: int, gtol: float, ft
         retry = code == STEP_RETRY
         step = c.step + 1
         finite = jnp.isfinite(new.f) & jnp.all(jnp.isfinite(new.g))
-        small_change = jnp.abs(new.f - old.f) <= ftol * jnp.maximum(jnp.abs(new.f), 1.0)
+        small_change = (jnp.abs(new.f - old.f) <= ftol * jnp.maximum(jnp.abs(new.f), 1.0)
+                        if ftol is not None else jnp.array(False))
         if solver.stochastic:
             status = jnp.where(finite, running, jnp.int32(Status.NONFINITE))
         elif solver.gradient_free:
             status = jnp.where(~finite, jnp.int32(Status.NONFINITE),
-                               jnp.where(small_change | ~progress, jnp.int32(Status.CONVERGED),
-                                         running))
+                               jnp.where(small_change | ~progress | (code == STEP_AT_OPTIMUM),
+                                         jnp.int32(Status.CONVERGED), running))
         else:
             sg = scaled_grad_norm(new.u, new.f, new.g)
             converged = ((sg <= gtol) | (progress & small_change & (sg <= loose))

@@ -20,9 +20,14 @@ is monotone up to rounding, and a step that would lower ``L`` beyond rounding is
 ends the fit.
 
 EM runs on the one driver loop (:func:`mlejax._loop.iterate`) as a gradient-free solver: it
-stops when an iteration changes ``L`` by at most ``ftol * max(|L|, 1)``, reports
-``MAX_STEPS`` when it runs out of iterations and ``NONFINITE`` (keeping the last finite
-estimate) when ``L`` becomes NaN or infinite.
+stops at its fixed point, when an iteration changes ``L`` by at most ``ftol * max(|L|, 1)``
+and moves every coordinate of the parameter vector by at most ``xtol * (1 + |u_i|)`` (both
+defaults scale with the dtype's eps, :func:`em_tolerance` and :func:`em_xtol`). The change in
+``L`` alone would stop it short: EM converges linearly, and ``L`` is flat (quadratic) near
+its maximum, so a change of ``ftol`` in ``L`` leaves the parameters about ``sqrt(ftol)``
+from the fixed point. It also stops when a step would lower ``L`` beyond rounding (see
+:class:`EM`), reports ``MAX_STEPS`` when it runs out of iterations and ``NONFINITE``
+(keeping the last finite estimate) when ``L`` becomes NaN or infinite.
 
 References:
   Dempster, Laird & Rubin (1977), Maximum likelihood from incomplete data via the EM
@@ -42,7 +47,8 @@ import numpy as np
 
 from mlejax import _validate as V
 from mlejax import anneal as _anneal
-from mlejax._loop import LoopResult, default_tolerances, iterate
+from mlejax._loop import (STEP_AT_OPTIMUM, STEP_NO_PROGRESS, STEP_PROGRESS, LoopResult,
+                          default_tolerances, iterate)
 from mlejax._numerics import nan_to_neginf, safe_inverse_pd, scaled_grad_norm
 from mlejax.fit import Problem, _make_problem, _prepare, _warn
 from mlejax.result import FitContext, FitResult
@@ -50,7 +56,7 @@ from mlejax.solvers import Newton
 from mlejax.status import Status
 
 __all__ = ["EM", "EMState", "ObservedLoglik", "e_step", "em", "em_iterate", "em_tolerance",
-           "observed_cov", "refit_context"]
+           "em_xtol", "observed_cov", "refit_context"]
 
 # A step may lower L by this many ulps of |L| (rounding of the sums), never more.
 _NOISE_ULPS = 64.0
@@ -68,6 +74,16 @@ def em_tolerance(dtype) -> float:
     """Default ``ftol`` of EM: ``eps ** (2/3)`` of the dtype (3.7e-11 in float64, 2.4e-5 in
     float32). EM converges linearly, so the error left in ``L`` is a multiple of the last
     change; this keeps the estimate accurate to about ``eps ** (1/3)`` relative."""
+    return float(jnp.finfo(dtype).eps) ** (2.0 / 3.0)
+
+
+def em_xtol(dtype) -> float:
+    """Default ``xtol`` of EM: ``eps ** (2/3)`` of the dtype (3.7e-11 in float64, 2.4e-5 in
+    float32), on the step ``|u_new - u_old| <= xtol * (1 + |u_new|)`` of each coordinate.
+    EM's error after a step of size ``s`` is about ``s r / (1 - r)`` (``r`` its rate of linear
+    convergence, the fraction of missing information), so this leaves the estimate well
+    within ``1e-6`` of the fixed point in float64 unless ``r > 0.9999``; in float32 it stays
+    above the rounding of an M-step (a few eps), so a float32 fit stops."""
     return float(jnp.finfo(dtype).eps) ** (2.0 / 3.0)
 
 
@@ -140,14 +156,19 @@ class EM:
       weights: optional ``(n,)`` observation weights.
       beta: optional inverse temperature of a deterministic-annealing stage (tempered
         responsibilities; None is plain EM).
+      ftol, xtol: the fixed-point test. A step that changes ``L`` by at most
+        ``ftol * max(|L|, 1)`` and every coordinate ``u_i`` by at most
+        ``xtol * (1 + |u_i|)`` reports ``STEP_AT_OPTIMUM`` (the driver loop, run with
+        ``ftol=None``, then stops). ``xtol=None`` leaves the test to ``L`` alone.
     """
 
     stochastic = False
     gradient_free = True
 
-    def __init__(self, joint_fn: Callable, m_step_fn: Callable, weights=None, beta=None):
+    def __init__(self, joint_fn: Callable, m_step_fn: Callable, weights=None, beta=None, *,
+                 ftol: float = 0.0, xtol: float | None = None):
         self.joint_fn, self.m_step_fn, self.weights = joint_fn, m_step_fn, weights
-        self.beta = beta
+        self.beta, self.ftol, self.xtol = beta, ftol, xtol
 
     def _component_major(self, u) -> bool:
         """Whether this EM keeps ``(K, n)`` responsibilities (a static choice by ``n``)."""
@@ -178,7 +199,14 @@ class EM:
         # regularised M-step such as reg_covar's near its fixed point, which lies
         # O(reg_covar) from the maximum) is refused: the loop keeps the old state and stops.
         progress = nan_to_neginf(f) >= state.f - noise
-        return EMState(u, f, state.g, resp), progress
+        # The fixed point: L flat and the parameters still (a change in L alone stops EM
+        # about sqrt(ftol) short of it, L being quadratic near its maximum).
+        done = jnp.abs(f - state.f) <= self.ftol * jnp.maximum(jnp.abs(f), 1.0)
+        if self.xtol is not None:
+            done &= jnp.all(jnp.abs(u - state.u) <= self.xtol * (1.0 + jnp.abs(u)))
+        code = jnp.where(progress, jnp.where(done, STEP_AT_OPTIMUM, STEP_PROGRESS),
+                         STEP_NO_PROGRESS)
+        return EMState(u, f, state.g, resp), code
 
 
 def newton_m_step(joint_fn: Callable, newton_steps: int, dtype) -> Callable:
@@ -200,14 +228,16 @@ def newton_m_step(joint_fn: Callable, newton_steps: int, dtype) -> Callable:
 
 
 def em_iterate(joint_fn: Callable, m_step_fn: Callable, u0: jax.Array, *, weights=None,
-               max_steps: int, ftol: float, trace_len: int, anneal=None,
-               key: jax.Array | None = None,
+               max_steps: int, ftol: float, trace_len: int, xtol: float | None = None,
+               anneal=None, key: jax.Array | None = None,
                anneal_m_step_fn: Callable | None = None) -> LoopResult:
-    """EM from ``u0`` on the driver loop (pure: runs under ``jit`` and ``vmap``).
+    """EM from ``u0`` on the driver loop (pure: runs under ``jit`` and ``vmap``), stopped at
+    its fixed point by ``ftol`` and ``xtol`` (:class:`EM`).
 
     With ``anneal`` (a :class:`mlejax.anneal.Schedule`), EM first runs to convergence at
     each ``beta < 1`` of the schedule in turn (tempered E-steps, up to ``max_steps``
-    iterations each), then from there at ``beta = 1``: the result is that last stage's.
+    iterations each; on the change in ``L`` alone, a stage's end being only the next
+    one's start), then from there at ``beta = 1``: the result is that last stage's.
     ``anneal_m_step_fn`` replaces the M-step in the stages before the last (a model may
     restrict its shape there; see ``GaussianMixture``).
     """
@@ -217,17 +247,17 @@ def em_iterate(joint_fn: Callable, m_step_fn: Callable, u0: jax.Array, *, weight
         def stage(u, beta, sigma, stage_key):
             del sigma   # smoothing is for direct fits; EM tempers the responsibilities
             u = _jitter(joint_fn, stage_m_step, u, weights, beta, stage_key, anneal.jitter)
-            out = iterate(EM(joint_fn, stage_m_step, weights, beta),
+            out = iterate(EM(joint_fn, stage_m_step, weights, beta, ftol=ftol),
                           u, max_steps=anneal.stage_steps or max_steps,
-                          gtol=0.0, ftol=ftol, trace_len=1)
+                          gtol=0.0, ftol=None, trace_len=1)
             return out.solver_state.u
 
         u0 = _anneal.run_stages(stage, u0, anneal, key)
         u0 = _jitter(joint_fn, m_step_fn, u0, weights, 1.0,
                      jax.random.fold_in(jax.random.key(0) if key is None else key, 1),
                      anneal.jitter)
-    return iterate(EM(joint_fn, m_step_fn, weights), u0, max_steps=max_steps, gtol=0.0,
-                   ftol=ftol, trace_len=trace_len)
+    return iterate(EM(joint_fn, m_step_fn, weights, ftol=ftol, xtol=xtol), u0,
+                   max_steps=max_steps, gtol=0.0, ftol=None, trace_len=trace_len)
 
 
 def _jitter(joint_fn, m_step_fn, u, weights, beta, key, size):
@@ -286,6 +316,7 @@ class _EMConfig:
     has_weights: bool
     max_steps: int
     ftol: float
+    xtol: float
     trace_len: int
     newton_steps: int
     stderr: bool
@@ -314,7 +345,7 @@ def _solve(cfg: _EMConfig, start: jax.Array, data, weights) -> FitResult:
         m_step = newton_m_step(joint_u, cfg.newton_steps, dtype)
 
     out = em_iterate(joint_u, m_step, start, weights=weights, max_steps=cfg.max_steps,
-                     ftol=cfg.ftol, trace_len=cfg.trace_len, anneal=cfg.anneal)
+                     ftol=cfg.ftol, xtol=cfg.xtol, trace_len=cfg.trace_len, anneal=cfg.anneal)
     state = out.solver_state
     params = to_params(state.u)
 
@@ -405,7 +436,8 @@ def _check_m_step(m_step, params, data, out, dtype):
 
 def em(joint_loglik_fn: Callable, init: Any, data: Any = None, *,
        m_step: Callable | None = None, constraints: Any = None, weights: Any = None,
-       max_steps: int | None = None, ftol: float | None = None, newton_steps: int = 5,
+       max_steps: int | None = None, ftol: float | None = None, xtol: float | None = None,
+       newton_steps: int = 5,
        trace_len: int | None = None, stderr: bool = True, anneal: Any = None,
        warn: bool = True) -> FitResult:
     """Maximum likelihood by EM for a model with a discrete latent variable.
@@ -415,7 +447,10 @@ def em(joint_loglik_fn: Callable, init: Any, data: Any = None, *,
     maximises ``Q = sum_ik w_i r_ik joint_ik``: with ``m_step`` in closed form; without, by
     ``newton_steps`` trust-region Newton steps on ``Q`` (generalised EM; steps accepted only when
     they increase ``Q``), in the unconstrained coordinates given by ``constraints``.
-    ``L`` never decreases; ``trace`` records it after every iteration.
+    ``L`` never decreases; ``trace`` records it after every iteration. EM stops at its fixed
+    point: when an iteration changes ``L`` by at most ``ftol * max(|L|, 1)`` and moves each
+    coordinate ``u_i`` of the parameter vector by at most ``xtol * (1 + |u_i|)`` (natural
+    parameters with ``m_step``, the unconstrained ones of ``constraints`` without).
 
     Standard errors come from the autodiff Hessian of ``L`` at the estimate, mapped to the
     natural scale through the constraints (as :func:`mlejax.fit` does).
@@ -431,9 +466,12 @@ def em(joint_loglik_fn: Callable, init: Any, data: Any = None, *,
         ``mj.positive``, ``mj.positive_definite``, ...). Used by the Newton M-step and by
         the standard errors.
       weights: optional non-negative ``(n,)`` observation weights.
-      max_steps: at most this many EM iterations (default 1000).
-      ftol: stop when an iteration changes ``L`` by at most ``ftol * max(|L|, 1)``
-        (default ``eps ** (2/3)`` of the dtype).
+      max_steps: at most this many EM iterations (default 1000; ``MAX_STEPS`` if hit).
+      ftol: the fixed-point test on ``L``: an iteration changes it by at most
+        ``ftol * max(|L|, 1)`` (default ``eps ** (2/3)`` of the dtype).
+      xtol: the fixed-point test on the parameters: an iteration moves each coordinate by at
+        most ``xtol * (1 + |u_i|)`` (default ``eps ** (2/3)`` of the dtype,
+        :func:`em_xtol`); ``float("inf")`` stops on ``ftol`` alone.
       newton_steps: trust-region Newton steps per generalised M-step (without ``m_step``).
       trace_len: length of the trace (default ``max_steps + 1``).
       stderr: compute the observed information and standard errors.
@@ -474,6 +512,8 @@ def em(joint_loglik_fn: Callable, init: Any, data: Any = None, *,
         raise ValueError(f"max_steps must be >= 0; got {max_steps}.")
     if ftol is not None and not float(ftol) >= 0:
         raise ValueError(f"ftol must be >= 0; got {ftol}.")
+    if xtol is not None and not float(xtol) >= 0:
+        raise ValueError(f"xtol must be >= 0; got {xtol}.")
     anneal = _anneal.as_schedule(anneal)
 
     names, leaves, dtype, treedef, cons = V.check_params(init, constraints)
@@ -502,6 +542,7 @@ def em(joint_loglik_fn: Callable, init: Any, data: Any = None, *,
         joint_fn=joint_loglik_fn, m_step=m_step, problem=problem,
         has_weights=weights is not None, max_steps=steps,
         ftol=float(em_tolerance(dtype) if ftol is None else ftol),
+        xtol=float(em_xtol(dtype) if xtol is None else xtol),
         trace_len=int(steps + 1 if trace_len is None else trace_len),
         newton_steps=int(newton_steps), stderr=bool(stderr), anneal=anneal)
     start = _flat(leaves, dtype) if m_step is not None else problem.to_u(leaves)

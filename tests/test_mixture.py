@@ -283,8 +283,8 @@ def _fixed_point(res, x, component):
     """One more M-step, written here in numpy, from the estimate leaves it where it is."""
     resp = np.asarray(res.predict_proba(x))
     again = resp.T @ x / resp.sum(0)[:, None]
-    np.testing.assert_allclose(again, np.asarray(res.params[component]), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(resp.mean(0), np.asarray(res.params["weights"]), rtol=1e-5)
+    np.testing.assert_allclose(again, np.asarray(res.params[component]), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(resp.mean(0), np.asarray(res.params["weights"]), rtol=1e-6)
 
 
 def test_bernoulli_mixture():
