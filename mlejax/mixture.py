@@ -686,7 +686,8 @@ class GaussianMixture(_Mixture):
         ``O(reg_covar)`` (4e-5 relative on iris, full covariances); with ``reg_covar=0`` EM
         stops at its fixed point (``ftol``, ``xtol``), scikit-learn's to 1e-6.
       init_params: ``"kmeans"``, ``"k-means++"`` or ``"random"``.
-      max_steps: at most this many EM iterations (the status says ``MAX_STEPS`` if hit).
+      max_steps: at most this many EM iterations (the status says ``MAX_STEPS`` if hit;
+        the default 3000 leaves room for slowly converging, overlapping components).
       ftol, xtol: EM stops at its fixed point: when an iteration changes the
         log-likelihood by at most ``ftol * max(|loglik|, 1)`` and moves each parameter
         (weights, means, covariances as numbers) by at most ``xtol * (1 + |value|)``
@@ -706,7 +707,7 @@ class GaussianMixture(_Mixture):
     covariance_type: str = "full"
     reg_covar: float = 1e-6
     init_params: str = "kmeans"
-    max_steps: int = 1000
+    max_steps: int = 3000
     ftol: float | None = None
     kmeans_steps: int = 100
     xtol: float | None = None
@@ -936,7 +937,7 @@ class BernoulliMixture(_Mixture):
 
     n_components: int
     init_params: str = "kmeans"
-    max_steps: int = 1000
+    max_steps: int = 3000
     ftol: float | None = None
     kmeans_steps: int = 100
     xtol: float | None = None
@@ -992,7 +993,7 @@ class PoissonMixture(_Mixture):
 
     n_components: int
     init_params: str = "kmeans"
-    max_steps: int = 1000
+    max_steps: int = 3000
     ftol: float | None = None
     kmeans_steps: int = 100
     xtol: float | None = None
