@@ -197,11 +197,58 @@ def check_loglik_output(loglik_fn: Callable, params: Any, data: Any, weights) ->
         if tuple(np.shape(weights)) != out.shape:
             raise ValueError(f"weights has shape {np.shape(weights)} but loglik_fn returns "
                              f"{out.shape[0]} per-observation values; give one weight each.")
-        if is_concrete(weights):
-            w = np.asarray(weights)
-            if not np.all(np.isfinite(w)) or np.any(w < 0):
-                raise ValueError("weights must be finite and non-negative.")
     return per_obs
+
+
+@jax.jit
+def _bad_weight_rows(w):
+    return ~jnp.all(jnp.isfinite(w) & (w >= 0), axis=tuple(range(1, w.ndim)))
+
+
+def check_weights(weights, *, batched: bool = False) -> None:
+    """Weights must be finite and non-negative; for a batch (leading axis K) the message
+    names the datasets whose weights are not. Large JAX arrays are checked where they lie
+    (one compiled reduction; only K flags come back)."""
+    if weights is None or not is_concrete(weights):
+        return
+    w = weights
+    if batched and np.ndim(w) >= 1:
+        if isinstance(w, jax.Array) and w.nbytes > _DEVICE_CHECK_BYTES:
+            rows = np.flatnonzero(np.asarray(_bad_weight_rows(w)))
+        else:
+            rows = bad_weight_rows(np.asarray(w))
+        if rows.size:
+            raise weights_error(rows, np.asarray(w[int(rows[0])]))
+        return
+    if isinstance(w, jax.Array) and w.nbytes > _DEVICE_CHECK_BYTES \
+            and not bool(_bad_weight_rows(w.reshape(1, -1))[0]):
+        return
+    a = np.asarray(w)
+    bad = ~(np.isfinite(a) & (a >= 0))
+    if np.any(bad):
+        where = np.argwhere(bad)[:5].ravel().tolist() if a.ndim == 1 else ""
+        raise ValueError(f"weights must be finite and >= 0; {int(bad.sum())} are not (e.g. "
+                         f"{a[bad][:3].tolist()}{f' at observations {where}' if where else ''}"
+                         "). Give an observation weight 0 to leave it out.")
+
+
+def bad_weight_rows(a: np.ndarray) -> np.ndarray:
+    """The rows (datasets) of a host array of batched weights holding a negative or
+    non-finite weight."""
+    ok = (np.isfinite(a) & (a >= 0)).reshape(a.shape[0], -1)
+    return np.flatnonzero(~np.all(ok, axis=1))
+
+
+def weights_error(rows, first_row: np.ndarray) -> ValueError:
+    """The error for batched weights that are negative or not finite in datasets ``rows``
+    (``first_row``: the weights of the first of them)."""
+    rows = np.asarray(rows)
+    a = np.asarray(first_row)
+    more = f" ... ({rows.size} datasets)" if rows.size > 20 else ""
+    return ValueError(f"weights of datasets {rows[:20].tolist()}{more} are negative or not "
+                      f"finite (weights[{int(rows[0])}] holds "
+                      f"{a[~(np.isfinite(a) & (a >= 0))][:3].tolist()}); every weight must be "
+                      "finite and >= 0 (give an observation weight 0 to leave it out).")
 
 
 def batch_size_of(data: Any, weights, what: str = "data") -> int:
@@ -217,9 +264,25 @@ def batch_size_of(data: Any, weights, what: str = "data") -> int:
     if weights is not None:
         sizes["weights"] = np.shape(weights)[0] if np.ndim(weights) else None
     if not sizes:
-        raise ValueError("fit_batch needs data with a leading batch axis.")
+        raise ValueError(f"fit_batch needs {what} with a leading batch axis K (one row per "
+                         f"dataset); got {_describe(data)}, which holds no arrays.")
     if len(set(sizes.values())) != 1:
-        raise ValueError(f"fit_batch: every data leaf must have the same leading size K; got "
-                         f"{sizes}. Stack the datasets along axis 0 (pad ragged ones and give "
-                         "the padding weight 0).")
-    return next(iter(sizes.values()))
+        hint = ("Stack the datasets along axis 0 (every leaf of shape (K, ...)).")
+        if isinstance(data, (list, tuple)) and what == "data":
+            hint = (f"If the {len(data)} items of this {type(data).__name__} are separate "
+                    "datasets of different lengths, pass mj.ragged(datasets): it fits each "
+                    "as if alone (padded into a few length buckets). Otherwise stack the "
+                    "datasets along axis 0 (every leaf of shape (K, ...)).")
+        raise ValueError(f"fit_batch: every {what} leaf must have the same leading size K "
+                         f"(the number of datasets); got {sizes}. {hint}")
+    k = next(iter(sizes.values()))
+    if k == 0:
+        raise ValueError(f"fit_batch got 0 datasets ({what}'s leading batch axis has size 0); "
+                         "pass at least one dataset.")
+    return k
+
+
+def _describe(x) -> str:
+    if isinstance(x, (list, tuple, dict)) and not x:
+        return f"an empty {type(x).__name__}"
+    return f"{type(x).__name__} {x!r:.60}"

@@ -43,9 +43,10 @@ import itertools
 import json
 import mmap
 import os
-import pickle
 import re
 import warnings
+import zipfile
+import zlib
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -98,14 +99,32 @@ def ragged(datasets, weights=None) -> Ragged:
       >>> bool(np.allclose(res.params["mu"], [x.mean() for x in xs]))   # as if fitted alone
       True
     """
+    if isinstance(datasets, (np.ndarray, jax.Array)) and np.ndim(datasets) == 0:
+        raise ValueError("ragged() takes a list of datasets (one pytree each); got a scalar.")
     datasets = tuple(datasets)
     if not datasets:
-        raise ValueError("ragged() needs at least one dataset.")
+        raise ValueError("ragged() got an empty list: it needs at least one dataset (a list "
+                         "of per-dataset pytrees whose leaves share their leading axis).")
+    for i, d in enumerate(datasets):
+        shapes = [np.shape(x) for x in jax.tree_util.tree_leaves(d)]
+        if not shapes or any(len(s) == 0 for s in shapes):
+            what = "no arrays" if not shapes else "a scalar leaf"
+            raise ValueError(f"ragged(): dataset {i} has {what}; every leaf of a dataset "
+                             "needs the observation axis first.")
+        if len({s[0] for s in shapes}) != 1:
+            raise ValueError(f"ragged(): the leaves of dataset {i} have different lengths "
+                             f"{[s[0] for s in shapes]}; the leaves of one dataset share "
+                             "their leading (observation) axis.")
     if weights is not None:
         weights = tuple(np.asarray(w) for w in weights)
         if len(weights) != len(datasets):
             raise ValueError(f"ragged(): {len(weights)} weight vectors for {len(datasets)} "
                              "datasets; give one per dataset.")
+        for i, (d, w) in enumerate(zip(datasets, weights)):
+            n = np.shape(jax.tree_util.tree_leaves(d)[0])[0]
+            if w.shape != (n,):
+                raise ValueError(f"ragged(): the weights of dataset {i} have shape {w.shape}; "
+                                 f"the dataset has {n} observations: give one weight each.")
     return Ragged(datasets, weights)
 
 
@@ -393,7 +412,128 @@ class _NpyFile:
 
 
 _MANIFEST = "fit_batch.json"
-_TREEDEF = "fit_batch.treedef.pkl"
+# Where mlejax before version 2 of the manifest kept the result's structure, as a pickle:
+# never loaded (unpickling a crafted file runs code), only named in an error and removed.
+_OLD_PICKLE = "fit_batch.treedef.pkl"
+
+
+class _NoJSON(Exception):
+    """A part of a result that the JSON description of its structure cannot hold."""
+
+
+def _encode_structure(res: FitResult) -> dict:
+    """The pytree structure of a result as JSON: each node by its kind (the FitResult with
+    its fields and static fields, dicts with their keys, lists, tuples, None), and each leaf
+    by its index in the list of leaf files. Raises :class:`_NoJSON` for any other node (a
+    named tuple or registered class in params: rebuilding one would mean importing code
+    named in a file)."""
+    from mlejax import result as _result
+
+    n = len(jax.tree_util.tree_leaves(res))
+    numbered = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(res),
+                                            [_LeafNo(i) for i in range(n)])
+
+    def node(x):
+        if isinstance(x, _LeafNo):
+            return {"leaf": x.i}
+        if x is None:
+            return {"none": None}
+        if isinstance(x, FitResult):
+            meta = {}
+            for name in _result._META_FIELDS:
+                if name != "context":
+                    meta[name] = static(getattr(x, name))
+            return {"fit_result": {"fields": {name: node(getattr(x, name))
+                                              for name in _result._DATA_FIELDS},
+                                   "static": meta}}
+        if type(x) is dict:
+            items = []
+            for k, v in x.items():
+                if type(k) not in (str, int):
+                    raise _NoJSON(f"a dict key {k!r} of type {type(k).__name__}")
+                items.append([k, node(v)])
+            return {"dict": items}
+        if type(x) in (list, tuple):
+            return {type(x).__name__: [node(v) for v in x]}
+        raise _NoJSON(f"a node of type {type(x).__module__}.{type(x).__qualname__}")
+
+    def static(v):
+        if v is None or type(v) in (str, int, float, bool):
+            return v
+        if type(v) in (tuple, list):
+            return {type(v).__name__: [static(u) for u in v]}
+        raise _NoJSON(f"a static field of type {type(v).__name__}")
+
+    return node(numbered)
+
+
+class _LeafNo:
+    __slots__ = ("i",)
+
+    def __init__(self, i: int):
+        self.i = i
+
+
+def _decode_structure(desc, arrays: list, where: str) -> FitResult:
+    """The result described by :func:`_encode_structure`, with ``arrays`` as its leaves.
+    Only the kinds of node it writes are read; anything else is a ``ValueError``."""
+    from mlejax import result as _result
+
+    used = set()
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f"{where}: the structure of the result is not one mlejax writes "
+                          f"({why}); the file was changed or written by something else. Read "
+                          f"the .npy files it lists with np.load(..., mmap_mode='r').")
+
+    def one(d):
+        if not isinstance(d, dict) or len(d) != 1:
+            raise bad(f"a node {d!r:.80}")
+        return next(iter(d.items()))
+
+    def node(d):
+        kind, v = one(d)
+        if kind == "leaf":
+            if type(v) is not int or not 0 <= v < len(arrays) or v in used:
+                raise bad(f"leaf {v!r}")
+            used.add(v)
+            return arrays[v]
+        if kind == "none" and v is None:
+            return None
+        if kind == "fit_result" and isinstance(v, dict) and set(v) == {"fields", "static"}:
+            fields, meta = v["fields"], v["static"]
+            if not (isinstance(fields, dict) and set(fields) <= set(_result._DATA_FIELDS)
+                    and isinstance(meta, dict)
+                    and set(meta) <= set(_result._META_FIELDS) - {"context"}):
+                raise bad("the fields of a FitResult")
+            return FitResult(**{k: node(x) for k, x in fields.items()},
+                             **{k: static(x) for k, x in meta.items()})
+        if kind == "dict" and isinstance(v, list):
+            out = {}
+            for item in v:
+                if not (isinstance(item, list) and len(item) == 2
+                        and type(item[0]) in (str, int)):
+                    raise bad(f"a dict item {item!r:.80}")
+                out[item[0]] = node(item[1])
+            return out
+        if kind in ("list", "tuple") and isinstance(v, list):
+            items = [node(x) for x in v]
+            return items if kind == "list" else tuple(items)
+        raise bad(f"a node of kind {kind!r}")
+
+    def static(v):
+        if v is None or type(v) in (str, int, float, bool):
+            return v
+        kind, items = one(v)
+        if kind in ("list", "tuple") and isinstance(items, list):
+            out = [static(u) for u in items]
+            return out if kind == "list" else tuple(out)
+        raise bad(f"a static value {v!r:.80}")
+
+    res = node(desc)
+    if not isinstance(res, FitResult) or len(used) != len(arrays):
+        raise bad("not a FitResult whose leaves are every file listed")
+    return res
 
 
 class _Assembler:
@@ -422,7 +562,7 @@ class _Assembler:
                            for spec, fill in zip(self.specs, self.fills)]
         else:
             os.makedirs(self.out, exist_ok=True)
-            for stale in (_MANIFEST, _TREEDEF):  # a finished run's; rewritten at the end
+            for stale in (_MANIFEST, _OLD_PICKLE):  # a finished run's; rewritten at the end
                 if os.path.exists(os.path.join(self.out, stale)):
                     os.remove(os.path.join(self.out, stale))
             self.files = [_NpyFile(os.path.join(self.out, name + ".npy"), shape, dt, k or 0)
@@ -493,20 +633,17 @@ class _Assembler:
         arrays = [f.open_read() for f in self.files]
         res = jax.tree_util.tree_unflatten(self.treedef, arrays)
         manifest = {
-            "format": "mlejax fit_batch results", "version": 1, "k": n,
+            "format": "mlejax fit_batch results", "version": 2, "k": n,
             "complete": bool(self.filled[:n].all()), "method": res.method,
             "param_names": list(res.param_names),
             "leaves": [{"file": name + ".npy", "shape": [n, *shape], "dtype": dt.str}
                        for name, (shape, dt) in zip(self.names, self.specs)]}
         try:
-            blob = pickle.dumps(jax.tree_util.tree_structure(res))
-        except Exception:  # noqa: BLE001 - a params node that does not pickle
-            blob = None
-        if blob is not None:
-            with open(os.path.join(self.out, _TREEDEF), "wb") as fh:
-                fh.write(blob)
-        with open(os.path.join(self.out, _MANIFEST), "w") as fh:
-            json.dump(manifest, fh, indent=1)
+            manifest["structure"] = _encode_structure(res)
+        except _NoJSON as err:
+            manifest["structure"] = None
+            manifest["structure_unsaved"] = f"the result holds {err}"
+        _write_json(os.path.join(self.out, _MANIFEST), manifest)
         return res
 
 
@@ -514,9 +651,14 @@ def open_results(path) -> FitResult:
     """Reopens the results that ``fit_batch(..., out=path)`` wrote: a :class:`FitResult`
     whose arrays are read-only memmaps of the ``.npy`` files in ``path``.
 
-    The structure of the result is read from ``fit_batch.treedef.pkl``, a pickle: open only
-    directories you trust. The result has no ``context`` (no log-likelihood or data), so
-    inference that refits (profiles, bootstrap) needs the original call.
+    The structure of the result (the keys and nesting of ``params``, which fields are
+    present) is read from ``fit_batch.json``, plain JSON: nothing in the directory is
+    unpickled or imported, and the ``.npy`` files are read with ``allow_pickle=False``. A
+    directory written by an older mlejax, which kept the structure in a pickle
+    (``fit_batch.treedef.pkl``), is refused with a ``ValueError`` rather than unpickled. The
+    result has no ``context`` (no log-likelihood or data), so inference that refits
+    (profiles, bootstrap) needs the original call. Params built of named tuples or other
+    registered classes cannot be described in JSON: their ``.npy`` files are read alone.
 
     Example:
       >>> import tempfile
@@ -534,24 +676,60 @@ def open_results(path) -> FitResult:
     """
     path = os.fspath(path)
     manifest_path = os.path.join(path, _MANIFEST)
+    fallback = (f"read the .npy files listed in {manifest_path} with "
+                "np.load(..., mmap_mode='r')")
     if not os.path.exists(manifest_path):
+        old = (f" It holds {_OLD_PICKLE}, written by an older mlejax, which is not loaded: "
+               "unpickling a file runs code. Fit again with out= to rewrite the directory."
+               if os.path.exists(os.path.join(path, _OLD_PICKLE)) else "")
         raise ValueError(f"{path!r} holds no finished fit_batch(out=...) results (no "
-                         f"{_MANIFEST}).")
-    with open(manifest_path) as fh:
-        manifest = json.load(fh)
-    treedef_path = os.path.join(path, _TREEDEF)
-    if not os.path.exists(treedef_path):
-        raise ValueError(f"{path!r}: the structure of the result could not be saved (its "
-                         "params do not pickle); read the .npy files listed in "
-                         f"{_MANIFEST} with np.load(..., mmap_mode='r').")
-    with open(treedef_path, "rb") as fh:
-        treedef = pickle.load(fh)
+                         f"{_MANIFEST}).{old}")
+    try:
+        with open(manifest_path) as fh:
+            manifest = json.load(fh)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{manifest_path} cannot be read ({err}); fit again with out= to "
+                         "rewrite it.") from None
+    if not isinstance(manifest, dict) or "structure" not in manifest:
+        raise ValueError(
+            f"{manifest_path} was written by an older mlejax, which kept the structure of the "
+            f"result in a pickle ({_OLD_PICKLE}); mlejax no longer unpickles it, since "
+            "unpickling a crafted file runs code. Fit again with out= to rewrite the "
+            f"directory, or {fallback}.")
+    if manifest["structure"] is None:
+        why = manifest.get("structure_unsaved", "a part JSON cannot describe")
+        raise ValueError(f"{path!r}: the structure of the result could not be saved ({why}); "
+                         f"{fallback}.")
+    leaves = manifest.get("leaves")
+    if not isinstance(leaves, list):
+        raise ValueError(f"{manifest_path} lists no leaves; fit again with out= to rewrite "
+                         "it.")
     arrays = []
-    for leaf in manifest["leaves"]:
-        shape, dt = tuple(leaf["shape"]), np.dtype(leaf["dtype"])
-        arrays.append(np.load(os.path.join(path, leaf["file"]), mmap_mode="r")
-                      if int(np.prod(shape, dtype=np.int64)) else np.zeros(shape, dt))
-    return jax.tree_util.tree_unflatten(treedef, arrays)
+    for leaf in leaves:
+        try:
+            name, shape, dt = leaf["file"], tuple(leaf["shape"]), np.dtype(leaf["dtype"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{manifest_path}: a leaf entry {leaf!r:.80} is not one mlejax "
+                             f"writes ({err}).") from None
+        if (not isinstance(name, str) or os.path.basename(name) != name
+                or not name.endswith(".npy") or dt.hasobject):
+            raise ValueError(f"{manifest_path}: a leaf entry {leaf!r:.80} is not one mlejax "
+                             "writes (a .npy file in the directory, of a numeric dtype).")
+        if not int(np.prod(shape, dtype=np.int64)):
+            arrays.append(np.zeros(shape, dt))
+            continue
+        file = os.path.join(path, name)
+        try:
+            x = np.load(file, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
+            raise ValueError(f"{file} cannot be read ({err}); fit again with out= to "
+                             "rewrite the directory.") from None
+        if x.shape != shape or x.dtype != dt:
+            raise ValueError(f"{file} holds {x.dtype} {x.shape}, but {_MANIFEST} lists "
+                             f"{dt} {shape}; the directory was changed after the fit: fit "
+                             "again with out= to rewrite it.")
+        arrays.append(x)
+    return _decode_structure(manifest["structure"], arrays, manifest_path)
 
 
 class Streamer:
@@ -635,7 +813,7 @@ class Streamer:
                             dynamic_ncols=True)
             if self.checkpoint:
                 self.ckpt = _Checkpoint(self.checkpoint, self.cfg, self.n_total,
-                                        self.chunk_size)
+                                        self.chunk_size, self.key, self.first_index)
         pending = None
         chunks = itertools.chain([first], chunks)
         del first  # no reference to a chunk's host arrays outlives its dispatch
@@ -643,15 +821,19 @@ class Streamer:
             for ch in chunks:
                 i = self.chunk_no
                 self.chunk_no += 1
-                if self.ckpt is not None and self.ckpt.has(i):
-                    self._collect(ch, self.ckpt.load(i))
-                    continue
+                inputs = None
+                if self.ckpt is not None:
+                    inputs = self.ckpt.fingerprint(ch)
+                    leaves = self.ckpt.load(i, inputs, ch.count, self.out.specs)
+                    if leaves is not None:
+                        self._collect(ch, leaves)
+                        continue
                 self.nan_seen += _nan_datasets(ch)[: max(0, 20 - len(self.nan_seen))]
                 res = self._launch(ch)  # dispatched asynchronously
                 ch = dataclasses.replace(ch, start=None, data=None, weights=None)
                 if pending is not None:
                     self._finish(*pending)  # blocks on the previous chunk while this one runs
-                pending = (i, ch, res)
+                pending = (i, ch, res, inputs)
             if pending is not None:
                 self._finish(*pending)
         except KeyboardInterrupt:
@@ -670,13 +852,13 @@ class Streamer:
         self.bar.update(ch.count)
         self.bar.set_postfix(converged=f"{self.n_conv / max(self.n_done, 1):.1%}")
 
-    def _finish(self, i: int, ch: _Chunk, res) -> None:
+    def _finish(self, i: int, ch: _Chunk, res, inputs: dict | None) -> None:
         if isinstance(res, concurrent.futures.Future):
             res = res.result()
         leaves = [np.asarray(x)[: ch.count]
                   for x in jax.tree_util.tree_leaves(jax.device_get(res))]
         if self.ckpt is not None:
-            self.ckpt.save(i, leaves)
+            self.ckpt.save(i, leaves, inputs)
         self._collect(ch, leaves)
 
     def result(self) -> FitResult:
@@ -698,40 +880,175 @@ def _launcher() -> concurrent.futures.ThreadPoolExecutor:
     return _LAUNCHER
 
 
-class _Checkpoint:
-    """One .npz file per finished chunk, and a meta.json naming the run."""
+def _write_json(path: str, obj) -> None:
+    """Writes ``obj`` as JSON to ``path`` atomically: to a temporary file in the same
+    directory, then ``os.replace`` -- a reader sees the old file or the new, never a part."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
-    def __init__(self, path: str, cfg: _Config, n_total: int, chunk_size: int):
+
+# What each entry of a checkpoint's fingerprint is, in the words of an error message.
+_WHAT = {"n_total": "the number of datasets", "chunk_size": "chunk_size",
+         "param_names": "the parameters (init's structure)", "method": "method",
+         "restarts": "restarts", "loglik_fn": "the log-likelihood function (loglik_fn)",
+         "key": "the PRNG key", "first_index": "first_index",
+         "datasets": "the datasets it holds", "data": "the data", "weights": "the weights",
+         "init": "the starting values (init)"}
+
+
+class _Checkpoint:
+    """One ``.npz`` file per finished chunk, and a ``meta.json`` naming the problem.
+
+    A checkpoint is resumed only by the problem that wrote it. ``meta.json`` records the
+    run's shape (K, chunk size, parameter names, method, restarts) and fingerprints
+    (:mod:`mlejax._fingerprint`: content digests, the same in every process) of the
+    log-likelihood function (its module, name, bytecode and the values it closes over), of
+    every other static setting (constraints, tolerances, step limit, optimiser, penalty,
+    ...), and of the PRNG key; each chunk file records the fingerprints of its own inputs
+    (which datasets, their data, weights and starting values), computed from the chunk as it
+    streams past. A checkpoint of another problem is refused with a ``ValueError`` naming
+    what differs; a chunk file that cannot be read (truncated, corrupt) is fitted again,
+    with a warning naming it. Files are replaced atomically, so an interrupted write leaves
+    the old file or none.
+    """
+
+    def __init__(self, path: str, cfg: _Config, n_total: int | None, chunk_size: int,
+                 key, first_index: int = 0):
+        from mlejax import _fingerprint
+
         os.makedirs(path, exist_ok=True)
         self.path = path
-        meta = {"n_total": n_total, "chunk_size": chunk_size,
-                "param_names": list(cfg.problem.param_names), "method": cfg.method,
-                "restarts": cfg.restarts}
+        fn = cfg.loglik_fn
+        name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+        settings = {}
+        for f in dataclasses.fields(cfg):
+            if f.name == "loglik_fn":
+                continue
+            value = getattr(cfg, f.name)
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                for g in dataclasses.fields(value):   # the Problem: name its parts apart
+                    settings[f"{f.name}.{g.name}"] = _fingerprint.digest(getattr(value, g.name))
+            else:
+                settings[f.name] = _fingerprint.digest(value)
+        key_data = (jax.random.key_data(key)
+                    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key)
+        meta = {"format": "mlejax fit_batch checkpoint", "version": 2, "n_total": n_total,
+                "chunk_size": chunk_size, "param_names": list(cfg.problem.param_names),
+                "method": cfg.method, "restarts": cfg.restarts,
+                "loglik_fn": {"name": name, "digest": _fingerprint.digest(fn)},
+                "settings": settings, "key": _fingerprint.digest(key_data),
+                "first_index": int(first_index)}
         meta_path = os.path.join(path, "meta.json")
         if os.path.exists(meta_path):
-            with open(meta_path) as fh:
-                old = json.load(fh)
-            if old != meta:
-                raise ValueError(f"checkpoint={path!r} holds a different run ({old}); use a "
-                                 "new directory or delete it.")
+            try:
+                with open(meta_path) as fh:
+                    old = json.load(fh)
+            except (OSError, ValueError) as err:
+                raise ValueError(f"checkpoint={path!r}: {meta_path} cannot be read ({err}); "
+                                 "its chunks cannot be checked against this problem. Delete "
+                                 "the directory to fit afresh, or use another.") from None
+            self._compare(old, meta)
         else:
-            with open(meta_path, "w") as fh:
-                json.dump(meta, fh)
+            if any(f.startswith("chunk_") for f in os.listdir(path)):
+                raise ValueError(f"checkpoint={path!r} holds chunk files but no meta.json "
+                                 "saying which problem they belong to; delete the directory "
+                                 "to fit afresh, or use another.")
+            _write_json(meta_path, meta)
+
+    def _refuse(self, where: str, what: list[str]) -> ValueError:
+        return ValueError(
+            f"checkpoint={self.path!r} holds the fits of another problem: {where} differs from "
+            f"this call's in {', '.join(what)}. Its results would be returned as this "
+            "problem's, so they are not used: pass another checkpoint directory, or delete "
+            f"{self.path!r} to fit this problem afresh.")
+
+    def _compare(self, old: dict, meta: dict) -> None:
+        if not isinstance(old, dict) or old.get("version") != meta["version"]:
+            raise ValueError(
+                f"checkpoint={self.path!r} was written by another version of mlejax, which "
+                "did not record the fingerprint of its problem (data, init, log-likelihood, "
+                "weights, settings), so its results cannot be checked against this call. "
+                "Delete the directory to fit afresh, or use another.")
+        what = []
+        for entry in meta:
+            if entry == "settings":
+                new, prev = meta[entry], old.get(entry) or {}
+                what += [f"the setting {name}" for name in sorted(set(new) | set(prev))
+                         if new.get(name) != prev.get(name)]
+            elif entry == "loglik_fn":
+                if old.get(entry) != meta[entry]:
+                    prev = (old.get(entry) or {}).get("name")
+                    what.append(_WHAT[entry] + (f" ({prev} then, {meta[entry]['name']} now)"
+                                                if prev != meta[entry]["name"] else
+                                                f" ({prev}: its code or the values it uses)"))
+            elif old.get(entry) != meta[entry]:
+                what.append(_WHAT.get(entry, entry) + (
+                    f" ({old.get(entry)!r} then, {meta[entry]!r} now)"
+                    if entry in ("n_total", "chunk_size", "method", "restarts", "param_names",
+                                 "first_index") else ""))
+        if what:
+            raise self._refuse("meta.json", what)
+
+    def fingerprint(self, ch: _Chunk) -> dict:
+        """The fingerprints of a chunk's inputs."""
+        from mlejax import _fingerprint
+
+        return {"datasets": _fingerprint.digest((ch.index, ch.count)),
+                "data": _fingerprint.digest(ch.data),
+                "weights": _fingerprint.digest(ch.weights),
+                "init": _fingerprint.digest(ch.start)}
 
     def _file(self, i: int) -> str:
         return os.path.join(self.path, f"chunk_{i:07d}.npz")
 
-    def has(self, i: int) -> bool:
-        return os.path.exists(self._file(i))
-
-    def save(self, i: int, leaves: list) -> None:
+    def save(self, i: int, leaves: list, inputs: dict) -> None:
         tmp = self._file(i) + ".tmp.npz"
-        np.savez(tmp, *leaves)
+        np.savez(tmp, *leaves, fingerprint=np.array(json.dumps(inputs)))
         os.replace(tmp, self._file(i))
 
-    def load(self, i: int) -> list:
-        with np.load(self._file(i)) as z:
-            return [z[f"arr_{j}"] for j in range(len(z.files))]
+    def load(self, i: int, inputs: dict, count: int, specs: list) -> list | None:
+        """The saved results of chunk ``i``, or None when it is to be fitted: not saved, or
+        unreadable (with a warning). Saved for other inputs: ``ValueError``."""
+        path = self._file(i)
+        if not os.path.exists(path):
+            return None
+        try:
+            # allow_pickle=False (NumPy's default, said here on purpose): an object array
+            # in a crafted file is refused, never unpickled.
+            with np.load(path, allow_pickle=False) as z:
+                stored = json.loads(str(z["fingerprint"])) if "fingerprint" in z.files \
+                    else None
+                n = sum(1 for f in z.files if f.startswith("arr_"))
+                leaves = [z[f"arr_{j}"] for j in range(n)]
+            if stored is not None and not isinstance(stored, dict):
+                raise ValueError("its fingerprint is not a JSON object")
+            if stored is not None and stored == inputs:
+                good = len(leaves) == len(specs) and all(
+                    x.shape == (count,) + shape and x.dtype == dt
+                    for x, (shape, dt) in zip(leaves, specs))
+                if not good:
+                    raise ValueError("its arrays are not the shapes and dtypes of this fit's "
+                                     "results")
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile,
+                zlib.error) as err:
+            warnings.warn(f"checkpoint file {path} cannot be read ({type(err).__name__}: "
+                          f"{err}); its chunk is fitted again and the file rewritten. (To "
+                          "recompute it by hand, delete that file.)", stacklevel=6)
+            return None
+        if stored is None:
+            raise ValueError(f"checkpoint file {path} records no fingerprint of its inputs "
+                             "(another version of mlejax wrote it), so it cannot be checked "
+                             f"against this problem: delete it to fit its chunk afresh, or "
+                             f"use another checkpoint directory.")
+        what = [_WHAT.get(k, k) for k in sorted(set(inputs) | set(stored))
+                if inputs.get(k) != stored.get(k)]
+        if what:
+            raise self._refuse(f"chunk {i} ({path})", what)
+        return leaves
 
 
 def array_chunks(start, data, weights, k: int, chunk_size: int, init_batched: bool,
@@ -760,6 +1077,8 @@ def generator_chunks(items, start, chunk_size: int) -> Iterator[_Chunk]:
         if n > chunk_size:
             raise ValueError(f"a chunk from the generator holds {n} datasets, more than "
                              f"chunk_size={chunk_size}; pass a larger chunk_size.")
+        if n == 0:   # an empty chunk holds nothing to fit
+            continue
         rows = np.arange(n)
         chunk = _Chunk(_pad_rows(np.arange(offset, offset + n), chunk_size), n, start,
                        _rows(item, rows, chunk_size), None)
@@ -768,6 +1087,19 @@ def generator_chunks(items, start, chunk_size: int) -> Iterator[_Chunk]:
         yield chunk
         del chunk
         offset += n
+
+
+def _check_weights_streamed(weights, k: int, size: int) -> None:
+    """Every dataset's weights finite and >= 0, read ``size`` datasets at a time (a memmap's
+    pages released as it is read), before anything is compiled; the error names them all."""
+    from mlejax import _validate as V
+
+    bad: list[int] = []
+    for lo in range(0, k, size):
+        bad += (lo + V.bad_weight_rows(np.asarray(weights[lo:lo + size]))).tolist()
+        _drop_pages(weights)
+    if bad:
+        raise V.weights_error(bad, np.asarray(weights[bad[0]]))
 
 
 def bucket_length(n: int, minimum: int = 8) -> int:
@@ -823,6 +1155,10 @@ def fit_many(loglik_fn, init, data, *, weights, init_batched: bool, key, chunk_s
 
     if isinstance(data, Ragged):
         k = len(data.datasets)
+        if data.weights is not None:
+            bad = [i for i, w in enumerate(data.weights) if V.bad_weight_rows(w[None]).size]
+            if bad:
+                raise V.weights_error(bad, data.weights[bad[0]])
         lengths = [jax.tree_util.tree_leaves(d)[0].shape[0] for d in data.datasets]
         groups: dict[int, list[int]] = {}
         for i, n in enumerate(lengths):
@@ -871,6 +1207,8 @@ def fit_many(loglik_fn, init, data, *, weights, init_batched: bool, key, chunk_s
     else:
         k = V.batch_size_of(data, weights)
         size = round_up(min(chunk_size or k, k))
+        if weights is not None and V.is_concrete(weights):
+            _check_weights_streamed(weights, k, size)
         rows = np.arange(min(size, k))
         cfg, start0, _, _, _ = prepare(
             probe_init(rows), jax.tree_util.tree_map(lambda x: np.asarray(x[:rows.size]), data),

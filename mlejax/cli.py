@@ -17,7 +17,8 @@ Commands:
 Data files are read with the standard library's ``csv`` module (a header row, then one row
 per observation); ``.parquet`` files through pandas when it is installed. Missing values
 (an empty field, ``NA``, ``NaN``, ``null``, ``None``) are reported with their row numbers
-(1-based, the header not counted) and dropped only with ``--dropna``.
+(1-based, the header not counted) and dropped only with ``--dropna``. A header that names a
+column twice is an error naming it.
 
 Exit status: 0 on success, 1 when a fit did not converge (the reason on stderr), 2 on an
 error (bad arguments or data; the message on stderr).
@@ -107,6 +108,20 @@ class Table:
         return out
 
 
+def _check_header(path: str, names: list[str]) -> None:
+    """Every column name once: two columns of one name would be read as one (the later
+    one's values silently replacing the earlier's)."""
+    seen: dict[str, list[int]] = {}
+    for j, name in enumerate(names, start=1):
+        seen.setdefault(name, []).append(j)
+    dups = {n: cols for n, cols in seen.items() if len(cols) > 1}
+    if dups:
+        parts = "; ".join(f"{n!r} in columns {', '.join(map(str, cols))}"
+                          for n, cols in dups.items())
+        raise CLIError(f"{path}: the header names a column more than once ({parts}); give "
+                       "each column its own name.")
+
+
 def read_table(path: str) -> Table:
     """Reads a CSV file (standard library ``csv``) or, with pandas installed, Parquet."""
     p = Path(path)
@@ -123,6 +138,7 @@ def read_table(path: str) -> Table:
         except Exception as err:  # noqa: BLE001 - the engine's own message is the best one
             raise CLIError(f"could not read {path}: {err}") from None
         names = [str(c) for c in frame.columns]
+        _check_header(path, names)
         cols = {}
         for c, name in zip(frame.columns, names):
             cols[name] = [None if (v is None or (isinstance(v, float) and np.isnan(v))
@@ -139,6 +155,7 @@ def read_table(path: str) -> Table:
     if not rows:
         raise CLIError(f"{path} is empty; it needs a header row and data rows.")
     names = [h.strip() for h in rows[0]]
+    _check_header(path, names)
     cols: dict[str, list] = {n: [] for n in names}
     for i, row in enumerate(rows[1:], start=1):
         if len(row) != len(names):

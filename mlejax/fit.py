@@ -655,11 +655,17 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
                                  f"number of datasets {k_batch}.")
 
     names, leaves, dtype, treedef, cons = V.check_params(init, constraints)
+    if not batched:
+        # A Python number as data (one observation, or a statistic that a total
+        # log-likelihood reads) becomes the weakly typed array jit would make of it.
+        data = jax.tree_util.tree_map(
+            lambda x: jnp.asarray(x) if isinstance(x, (bool, int, float, complex)) else x,
+            data)
     if check_finite:
         V.check_data_finite(data, batched=batched)
     if weights is not None:
         weights = jnp.asarray(weights, dtype)
-        V.check_data_finite(weights, "weights")
+        V.check_weights(weights, batched=batched)   # every dataset's, naming the bad ones
 
     example = [x[0] for x in leaves] if init_batched else leaves
     problem = _make_problem(example, treedef, cons, names, dtype)
@@ -950,7 +956,9 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         (a scalar) or one value per observation (a 1-D vector, summed with ``weights``).
       init: starting values on the natural scale, any pytree of floats/arrays; or, with
         ``restarts``, a function ``init(key) -> pytree`` drawing a start.
-      data: any pytree, passed to ``loglik_fn`` untouched.
+      data: any pytree, passed to ``loglik_fn`` untouched (a Python number as an array). A
+        scalar is legitimate: one observation, or a sufficient statistic (a count) that a
+        total log-likelihood reads, e.g. ``mj.fit(poisson_ll, {"lam": 1.0}, 3.0)``.
       constraints: a pytree prefix of ``init`` holding ``mj.real``, ``mj.positive``,
         ``mj.interval(lo, hi)``, ``mj.unit_interval``, ``mj.simplex``, ``mj.positive_definite``;
         keys of a dict left out are unconstrained.
