@@ -20,7 +20,10 @@ ragged (:func:`ragged`) or arrive as a generator of chunks.
 * **Ragged.** Datasets of different lengths are padded into a few length buckets (powers of
   two) with weight 0 on the padding; results equal fitting each alone.
 * **Progress, checkpoints, interrupts.** A tqdm bar per chunk (never per step); with
-  ``checkpoint=DIR`` each finished chunk is saved and a rerun skips it; Ctrl-C returns what
+  ``checkpoint=DIR`` each finished chunk is saved and a rerun skips it, once it has checked
+  that the checkpoint is this problem's (:class:`_Checkpoint`: fingerprints of the data,
+  weights, init, log-likelihood and settings; another problem's is refused, naming what
+  differs; an unreadable chunk file is fitted again, with a warning); Ctrl-C returns what
   was fitted, the rest marked ``Status.NOT_RUN``.
 * **Memory.** What a stream holds does not depend on K, except its results. The pages of a
   memmap read for a chunk are released from the process once the chunk is copied (the OS

@@ -1112,7 +1112,9 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
     (on CPU only where the batch, or a chunk, is one block: in blocks each block already
     stops with its own fits);
     ``devices`` shards the batch over devices; ``progress`` shows a bar per chunk;
-    ``checkpoint=DIR`` saves each finished chunk and resumes from them. Results then hold
+    ``checkpoint=DIR`` saves each finished chunk and resumes from them (only for the same
+    problem: a checkpoint written with other data, init, weights, log-likelihood or settings
+    is refused with a ``ValueError`` naming what differs). Results then hold
     NumPy arrays, assembled on the host. Dataset j draws its random numbers (restarts,
     minibatches) from ``fold_in(key, first_index + j)``, whatever the chunking, so a share of
     a larger batch (``first_index`` its first row) reproduces the whole batch's draws.
