@@ -13,14 +13,16 @@ Workloads (``--sizes`` sets the size named in brackets):
     multistart     [R]   a two-component 1-D normal mixture fitted directly from R starts
     stragglers     [K]   K easy logistic fits of which 1% start far away
     latency        [n]   a fresh process: import, first fit, second fit
+    zoo            [n]   ten custom likelihoods, each a fresh process: first and second
+                         call, XLA compilations counted, persistent cache off and warm
     nist           [P]   the first P of the 27 NIST StRD problems, both starts
 
 Each workload first checks that every method reached the same optimum (a method that did
 not is marked and its ratio does not count), then times it: the median and range of
 ``--repeats`` runs after the compiling call, compilation apart. Peers that are not
 installed are reported as skipped. Float64 throughout (x64 is enabled here, by the
-application, never by the library), except latency, whose fresh processes keep JAX's
-defaults. Results and how they were produced: benchmarks/RESULTS.md.
+application, never by the library), except latency and zoo, whose fresh processes keep
+JAX's defaults. Results and how they were produced: benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import traceback
 from . import harness as H
 
 WORKLOADS = ("batch_logistic", "big_logistic", "gmm", "multistart", "stragglers", "latency",
-             "nist")
+             "nist", "zoo")
 
 
 def workload(name: str):

@@ -28,6 +28,8 @@ from mlejax.constraints import (
 from mlejax import batching, distributed
 from mlejax.batching import Ragged, ragged
 from mlejax.fit import FitWarning, fit, fit_batch
+from mlejax import cache
+from mlejax.cache import enable_compilation_cache
 from mlejax.em import em
 from mlejax.kmeans import KMeansResult, kmeans
 from mlejax.mixture import BernoulliMixture, GaussianMixture, MixtureResult, PoissonMixture
@@ -87,6 +89,8 @@ __all__ = [
     "em",
     "kmeans",
     # core
+    "cache",
+    "enable_compilation_cache",
     "Constraint",
     "FitResult",
     "FitWarning",
