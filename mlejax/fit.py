@@ -150,6 +150,7 @@ class _Config:
     obs_chunk: int | None = None        # sum the objective over chunks of observations
     obs_devices: tuple | None = None    # ... with the rows sharded over these devices
     checked_start: bool = False         # init checked on the solver's first evaluation
+    init_in_trace: bool = False         # ... read from the fit's trace[0] after the program
 
 
 def _loglik_sum(cfg: _Config, u, data, weights) -> jax.Array:
@@ -436,7 +437,17 @@ def _restart_block(cfg: _Config, data, weights, r: int | None = None) -> int | N
 # transcendentals (256 BFGS restarts of a normal mixture: 250 -> 290-450 ms a call), so
 # larger fits, restarts and batches keep XLA's default.
 _QUICK_COMPILE_BYTES = 1 << 20
-_QUICK_COMPILE = (("xla_cpu_use_fusion_emitters", False),)
+_CLASSIC_EMITTERS = (("xla_cpu_use_fusion_emitters", False),)
+# Where the work of one evaluation is small too (bytes of data times free parameters: the
+# Hessian costs about one pass over the data per parameter), LLVM's optimisations are
+# skipped as well (backend optimisation level 0): the main program of nine custom models
+# of the zoo benchmark (n = 1,000, 4 to 40 parameters) compiled in 0.25-0.53 s instead of
+# 0.51-2.6 s, and their fits ran in 1-4 ms instead of 0.4-1.2 ms (IRT 2PL, 40 parameters
+# on 40 kB: 40 ms instead of 16-29 ms), fresh processes, A/B alternating
+# (benchmarks/RESULTS.md, issue 20). Past this work a long fit could lose more in its run
+# than the compile saves.
+_QUICK_COMPILE_WORK = 8 << 20
+_QUICK_COMPILE = (("xla_backend_optimization_level", 0),) + _CLASSIC_EMITTERS
 
 
 # Set when this XLA does not know the options (older jaxlib: an error at compilation).
@@ -445,12 +456,20 @@ _QUICK_COMPILE_UNKNOWN = []
 
 def _compile_options(cfg: _Config, data, weights) -> tuple | None:
     """The XLA options (a hashable tuple of pairs) for ``cfg``'s program on this data."""
-    if (_QUICK_COMPILE_UNKNOWN or cfg.batched or cfg.restarts is not None
-            or _blocks.platform_of(data) != "cpu"
+    if cfg.batched or cfg.restarts is not None:
+        return None
+    return quick_compile_options(data, weights, cfg.problem.n_free)
+
+
+def quick_compile_options(data, weights, n_free: int) -> tuple | None:
+    """The quick-compile options for one unbatched fit of ``n_free`` parameters on this
+    data (also :func:`mlejax.em`'s), or None for XLA's default."""
+    if (_QUICK_COMPILE_UNKNOWN or _blocks.platform_of(data) != "cpu"
             or not V.is_concrete((data, weights))
             or _blocks.nbytes((data, weights), per_item=False) > _QUICK_COMPILE_BYTES):
         return None
-    return _QUICK_COMPILE
+    work = _blocks.nbytes((data, weights), per_item=False) * max(n_free, 1)
+    return _QUICK_COMPILE if work <= _QUICK_COMPILE_WORK else _CLASSIC_EMITTERS
 
 
 def _kernel(cfg: _Config, block: int | None = None, share: int | None = None,
@@ -662,11 +681,17 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
                                  f"number of datasets {k_batch}.")
 
     names, leaves, dtype, treedef, cons = V.check_params(init, constraints)
+    if not batched:
+        # A Python number as data (one observation, or a statistic that a total
+        # log-likelihood reads) becomes the weakly typed array jit would make of it.
+        data = jax.tree_util.tree_map(
+            lambda x: jnp.asarray(x) if isinstance(x, (bool, int, float, complex)) else x,
+            data)
     if check_finite:
         V.check_data_finite(data, batched=batched)
     if weights is not None:
         weights = jnp.asarray(weights, dtype)
-        V.check_data_finite(weights, "weights")
+        V.check_weights(weights, batched=batched)   # every dataset's, naming the bad ones
 
     example = [x[0] for x in leaves] if init_batched else leaves
     problem = _make_problem(example, treedef, cons, names, dtype)
@@ -698,7 +723,14 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
 
     checked_start = (solver_checks_init and not batched and init_fn is None
                      and _start_checked_by_solver(restarts, batch_size, anneal, data, weights))
-    if not batched and init_fn is None and not checked_start \
+    # One plain fit from one start reads the check from its own program's first evaluation
+    # (``trace[0]``, :func:`_check_init_in_trace`) instead of compiling a program of its own
+    # for it (0.08-0.15 s of a first call of a small custom model: benchmarks zoo).
+    init_in_trace = (solver_checks_init and not batched and init_fn is None
+                     and not checked_start and restarts is None and batch_size is None
+                     and anneal is None and penalty is None
+                     and (trace_len is None or int(trace_len) >= 1))
+    if not batched and init_fn is None and not checked_start and not init_in_trace \
             and V.is_concrete((leaves, data, weights)):
         _check_finite_at_init(_total_at(loglik_fn, params0, data, weights))
     penalty, anneal = _check_options(penalty, anneal, canonical, method=method,
@@ -731,9 +763,12 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
         restart_scale=float(restart_scale), batched=batched, init_batched=init_batched,
         penalty=penalty, anneal=anneal, canonical=canonical,
         obs_chunk=None if obs_chunk is None else int(obs_chunk), obs_devices=obs_devices,
-        checked_start=checked_start)
+        checked_start=checked_start, init_in_trace=init_in_trace)
 
     start = _to_u(problem, init_batched, leaves)
+    if key is None and not batched and restarts is None and batch_size is None \
+            and anneal is None:
+        key = _unread_key()   # nothing is drawn: no threefry program to compile (0.03 s)
     if key is None:
         key = jax.random.key(0)
     if batched:
@@ -744,6 +779,20 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
         else:
             key = dataset_keys(key, first_index + np.arange(k_batch))
     return cfg, start, data, weights, key
+
+
+def _unread_key() -> jax.Array:
+    """A key of JAX's default kind for a fit that draws nothing (made without compiling)."""
+    shape = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
+    return jax.random.wrap_key_data(np.zeros(shape.shape, shape.dtype))
+
+
+def _check_init_in_trace(cfg: _Config, res: FitResult) -> None:
+    """The finiteness check of init for a fit whose program did it (``cfg.init_in_trace``):
+    the loop records the log-likelihood at init as ``trace[0]`` (a non-finite start stops
+    the loop at once, status NONFINITE)."""
+    if cfg.init_in_trace and V.is_concrete(res.trace):
+        _check_finite_at_init(np.asarray(res.trace)[0])
 
 
 def _check_finite_at_init(total) -> None:
@@ -957,7 +1006,9 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         (a scalar) or one value per observation (a 1-D vector, summed with ``weights``).
       init: starting values on the natural scale, any pytree of floats/arrays; or, with
         ``restarts``, a function ``init(key) -> pytree`` drawing a start.
-      data: any pytree, passed to ``loglik_fn`` untouched.
+      data: any pytree, passed to ``loglik_fn`` untouched (a Python number as an array). A
+        scalar is legitimate: one observation, or a sufficient statistic (a count) that a
+        total log-likelihood reads, e.g. ``mj.fit(poisson_ll, {"lam": 1.0}, 3.0)``.
       constraints: a pytree prefix of ``init`` holding ``mj.real``, ``mj.positive``,
         ``mj.interval(lo, hi)``, ``mj.unit_interval``, ``mj.simplex``, ``mj.positive_definite``;
         keys of a dict left out are unconstrained.
@@ -1044,6 +1095,7 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         res = _fit_restarts_concurrently(cfg, start, data, weights, key)
     else:
         res = _fit_restarts_repacked(cfg, start, data, weights, key, int(repack))
+    _check_init_in_trace(cfg, res)
     res = dataclasses.replace(res, context=FitContext(cfg, data, weights))
     if warn and V.is_concrete(res.status):
         _warn(res)
@@ -1111,7 +1163,9 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
     (on CPU only where the batch, or a chunk, is one block: in blocks each block already
     stops with its own fits);
     ``devices`` shards the batch over devices; ``progress`` shows a bar per chunk;
-    ``checkpoint=DIR`` saves each finished chunk and resumes from them. Results then hold
+    ``checkpoint=DIR`` saves each finished chunk and resumes from them (only for the same
+    problem: a checkpoint written with other data, init, weights, log-likelihood or settings
+    is refused with a ``ValueError`` naming what differs). Results then hold
     NumPy arrays, assembled on the host. Dataset j draws its random numbers (restarts,
     minibatches) from ``fold_in(key, first_index + j)``, whatever the chunking, so a share of
     a larger batch (``first_index`` its first row) reproduces the whole batch's draws.
