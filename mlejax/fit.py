@@ -273,11 +273,20 @@ def _result(cfg: _Config, setup: _Setup, out: LoopResult) -> FitResult:
         hess = setup.fn.value_grad_hessian(u_hat)[2]
     else:
         hess = jax.hessian(setup.fn)(u_hat)
+    # Newton's hess is a BFGS model where the autodiff Hessian had non-finite entries: no
+    # standard errors from it (its ``exact`` flag); other solvers' Hessian is evaluated here.
+    exact = getattr(state, "exact", None)
+    finite_h = jnp.all(jnp.isfinite(hess)) if exact is None else exact
     cov_u, pd = safe_inverse_pd(-hess)
+    cov_u = jnp.where(finite_h, cov_u, jnp.nan)
     jac = jax.jacfwd(problem.natural_flat)(u_hat)
     cov = jac @ cov_u @ jac.T
-    status = jnp.where(pd | (out.status != Status.CONVERGED), out.status,
-                       jnp.int32(Status.SINGULAR_HESSIAN))
+    # A converged fit whose Hessian is not finite found the maximum (the gradient test) but
+    # has no standard errors: NONFINITE_HESSIAN, its own diagnosis, never SINGULAR_HESSIAN.
+    converged = out.status == Status.CONVERGED
+    status = jnp.where(converged & ~finite_h, jnp.int32(Status.NONFINITE_HESSIAN),
+                       jnp.where(pd | ~converged, out.status,
+                                 jnp.int32(Status.SINGULAR_HESSIAN)))
     if cfg.penalty is None:   # a stop on the way to a supremum at infinity (_attained.py)
         escaping = not_attained(setup.fn, u_hat, hess, state.g,
                                 batched_fn=not isinstance(setup.fn, ChunkedSum))
@@ -973,12 +982,21 @@ def _warn(res: FitResult) -> None:
     codes = np.asarray(res.status).ravel()
     n = codes.size
     singular = int(np.sum(codes == Status.SINGULAR_HESSIAN))
-    failed = int(np.sum((codes != Status.CONVERGED) & (codes != Status.SINGULAR_HESSIAN)))
+    nonfinite_h = int(np.sum(codes == Status.NONFINITE_HESSIAN))
+    failed = int(np.sum((codes != Status.CONVERGED) & (codes != Status.SINGULAR_HESSIAN)
+                        & (codes != Status.NONFINITE_HESSIAN)))
     where = "" if n == 1 else f" in {{}} of {n} fits"
     if singular:
         warnings.warn("the Hessian is singular or not negative definite at the estimate"
                       + where.format(singular) + ": standard errors are NaN (parameters may "
                       "not be identified). See result.status / summary().", FitWarning,
+                      stacklevel=3)
+    if nonfinite_h:
+        warnings.warn("the Hessian has non-finite (NaN or inf) entries at the estimate"
+                      + where.format(nonfinite_h) + " although the log-likelihood and its "
+                      "gradient are finite (usually inf * 0 in autodiff, e.g. cut-points padded "
+                      "with -inf/+inf): the estimate is the maximum found by the gradient test, "
+                      "standard errors are NaN. See result.status / summary().", FitWarning,
                       stacklevel=3)
     if failed:
         msg = res.message if n == 1 else "see result.summary() for the status counts"

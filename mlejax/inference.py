@@ -196,7 +196,10 @@ def _refit_config(cfg, *, method: str | None, max_steps: int | None, **changes):
 def _refit_ok(status: jax.Array) -> jax.Array:
     # A refit whose own Hessian is singular (a nuisance parameter not identified at that
     # point) still found the maximum of the profile: its log-likelihood is usable.
-    return (status == Status.CONVERGED) | (status == Status.SINGULAR_HESSIAN)
+    # Likewise a refit whose Hessian has non-finite entries (NONFINITE_HESSIAN): its
+    # gradient test found the maximum; only its standard errors are missing.
+    return ((status == Status.CONVERGED) | (status == Status.SINGULAR_HESSIAN)
+            | (status == Status.NONFINITE_HESSIAN))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -42,6 +42,14 @@ negative-definite Hessian and still no trial is better (MINPACK's ``xtol`` test 
 the point is the maximum to the precision of the dtype even where the gradient is dominated
 by rounding (zero-residual problems).
 
+Where the autodiff Hessian has non-finite entries although ``f`` and ``g`` are finite (``inf *
+0`` in a second derivative: cut-points padded with -inf/+inf), the Hessian is replaced by a
+BFGS model of ``-H`` (from ``||g|| I`` at the start, or from the last finite Hessian), updated
+with each trial's secant pair, so the fit still climbs and converges superlinearly; the state's
+``exact`` flag tells the result (``mlejax.fit._result``) that no standard errors can come from
+it (status ``NONFINITE_HESSIAN``), and the rounding-floor tests above, which trust the
+Hessian, are off while it is a model.
+
 References:
   Nocedal & Wright, Numerical Optimization (2006), ch. 4; Moré & Sorensen, "Computing a
   trust region step" (1983); Moré, "The Levenberg-Marquardt algorithm: implementation and
@@ -80,6 +88,7 @@ class NewtonState(NamedTuple):
     hess: jax.Array    # Hessian of f at u (negative definite near a maximum)
     radius: jax.Array  # trust-region radius, in the units of ``scale * d``
     scale: jax.Array   # (p,) MINPACK scaling D: running maximum of sqrt|diag(-hess)|
+    exact: jax.Array   # bool: hess is the autodiff Hessian at u (else a BFGS model of it)
 
 
 def _scale(a: jax.Array, previous: jax.Array | None) -> jax.Array:
@@ -91,6 +100,31 @@ def _scale(a: jax.Array, previous: jax.Array | None) -> jax.Array:
         typical = jnp.where(jnp.any(ok), jnp.max(jnp.where(ok, diag, 0.0)), 1.0)
         return jnp.where(ok, diag, typical)
     return jnp.where(ok, jnp.maximum(_SCALE_MEMORY * previous, diag), previous)
+
+
+def _bfgs_model(a, s, y):
+    """The BFGS update of ``a`` (a positive-definite model of ``-H``) with the step ``s`` and
+    the change ``y`` in the gradient of ``-f``; unchanged where the curvature ``y.s`` is not
+    clearly positive (so the model stays positive definite)."""
+    a_s = a @ s
+    sas = jnp.dot(s, a_s)
+    ys = jnp.dot(y, s)
+    eps = jnp.finfo(a.dtype).eps
+    good = ((ys > eps * jnp.linalg.norm(s) * jnp.linalg.norm(y)) & (sas > 0)
+            & jnp.all(jnp.isfinite(y)) & jnp.all(jnp.isfinite(a_s)))
+    tiny = jnp.finfo(a.dtype).tiny
+    new = (a - jnp.outer(a_s, a_s) / jnp.maximum(sas, tiny)
+           + jnp.outer(y, y) / jnp.maximum(ys, tiny))
+    return jnp.where(good, 0.5 * (new + new.T), a)
+
+
+def _finite_or_model(h, g):
+    """``h`` where every entry is finite, else the model ``-||g|| I`` a first step starts
+    from (a scaled gradient step, whose length the trust region then sets)."""
+    exact = jnp.all(jnp.isfinite(h))
+    gn = jnp.linalg.norm(g)
+    c = jnp.where(jnp.isfinite(gn) & (gn > 0), gn, 1.0)
+    return jnp.where(exact, h, -c * jnp.eye(h.shape[-1], dtype=h.dtype)), exact
 
 
 def _boundary_multiplier(w, gv, radius, skip):
@@ -201,6 +235,7 @@ class Newton:
 
     def init(self, u0):
         f, g, h = self._derivatives(u0)
+        h, exact = _finite_or_model(h, g)
         scale = _scale(-h, None)
         # The first trial is the Newton step on |A| (absolute eigenvalues): its length sets
         # the initial radius, so a well-posed start takes the full Newton step, and a start
@@ -215,7 +250,7 @@ class Newton:
         c = (v.T @ gs) / jnp.maximum(jnp.abs(w), w_floor)
         radius = jnp.where(chol_ok, jnp.sqrt(jnp.sum(z * z)), jnp.sqrt(jnp.sum(c * c)))
         radius = jnp.where(jnp.isfinite(radius) & (radius > 0), radius, 1.0)
-        return NewtonState(u0, f, g, h, radius.astype(u0.dtype), scale.astype(u0.dtype))
+        return NewtonState(u0, f, g, h, radius.astype(u0.dtype), scale.astype(u0.dtype), exact)
 
     def step(self, state: NewtonState):
         u, f, g, radius = state.u, state.f, state.g, state.radius
@@ -264,8 +299,16 @@ class Newton:
         u_new = u + d
         f_new, g_new, h_new = self._derivatives(u_new)
         f_new = jnp.where(ok, nan_to_neginf(f_new), -jnp.inf)
-        usable = (ok & jnp.isfinite(f_new) & jnp.all(jnp.isfinite(g_new))
-                  & jnp.all(jnp.isfinite(h_new)))
+        usable = ok & jnp.isfinite(f_new) & jnp.all(jnp.isfinite(g_new))
+        # A Hessian with non-finite entries (inf * 0 in its autodiff, where f and g are
+        # finite) is replaced by a BFGS model of it, updated from the last Hessian (exact or
+        # model) with this step's secant pair: the fit still climbs, superlinearly, and
+        # ``exact`` tells the result its standard errors cannot come from ``hess``.
+        exact_new = jnp.all(jnp.isfinite(h_new))
+        model = _bfgs_model(a, d, g - g_new)
+        h_new = jnp.where(exact_new, h_new, -model)
+        # The rounding-floor tests below trust the Hessian: not a model of it.
+        floor0 = floor0 & state.exact
         gain = f_new - f
         rho = gain / jnp.maximum(pred, jnp.finfo(dtype).tiny)
 
@@ -296,14 +339,17 @@ class Newton:
         collapsed = (~accepted) & (radius <= 2.0 * eps * jnp.maximum(
             jnp.linalg.norm(scale * u), 1.0))
 
-        moved = NewtonState(u_new, f_new, g_new, h_new, radius_new.astype(dtype), scale)
-        stay = state._replace(radius=radius_new.astype(dtype), scale=scale)
+        moved = NewtonState(u_new, f_new, g_new, h_new, radius_new.astype(dtype), scale,
+                            exact_new)
+        # A rejected trial still measured the curvature along its step: a model learns it.
+        stay_hess = jnp.where(state.exact | ~usable, state.hess, -model)
+        stay = state._replace(hess=stay_hess, radius=radius_new.astype(dtype), scale=scale)
         new = jax.tree_util.tree_map(lambda m, s: jnp.where(accepted, m, s), moved, stay)
         # The region has shrunk to rounding of u and still no finite trial point is better,
         # on a negative-definite Hessian: no representable step ascends, so u is the
         # maximum to the precision of the dtype (the gradient is rounding noise there, as
         # on zero-residual problems). MINPACK's "xtol" test, at xtol = eps.
-        numerical_max = collapsed & usable & definite
+        numerical_max = collapsed & usable & definite & state.exact
         # At the optimum the step is still taken when it does not lose more than rounding (it
         # sharpens the estimate), and the point stays where it is otherwise.
         code = jnp.where(floor0 | numerical_max, STEP_AT_OPTIMUM,
