@@ -644,7 +644,8 @@ def run(n: int, ctx: H.Context) -> list[H.Group]:
                   ok=ok, note=f"{c0['second_compiles']} compilations"),
             H.Row("mlejax first call, warm cache", "mlejax", runs=[r["first"] for r in warm],
                   compile_s=med("compile_s", warm), ok=ok,
-                  note=f"{warm[0]['cache_hits']} cache hits, {warm[0]['n_compiled']} compiled"),
+                  note=(f"{warm[0]['cache_hits']} of {warm[0]['n_compiled']} programs read "
+                        "from the cache (compile: their retrieval)")),
             H.Row(c0["peer"] + ", first call", "peer", runs=[r["peer_first"] for r in cold],
                   ok=ok, note=f"second call {med('peer_second', cold) * 1e3:.1f} ms"),
         ]
