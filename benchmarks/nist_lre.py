@@ -11,7 +11,12 @@ are the same fitted curve (nist_problems.SYMMETRIES). A fit that does not report
 "fail: <STATUS> (LRE x.x)" -- its LRE is still printed, but it does not count as a pass.
 The summary counts, per method, how many of the 54 fits converge with LRE >= 6.
 
-    python benchmarks/nist_lre.py [--methods newton,bfgs,lbfgs] [--max-steps 3000] [--json out.json]
+    python benchmarks/nist_lre.py [--methods newton,bfgs,lbfgs] [--max-steps 3000] [--minpack]
+                                  [--json out.json]
+
+``--minpack`` adds MINPACK's Levenberg-Marquardt (scipy ``least_squares(method="lm")``, JAX
+Jacobian, tolerances 1e-15) from the same start: its residual and Jacobian evaluation counts
+(nfev, njev) beside Newton's steps (one value, gradient and Hessian each), and its LRE.
 
 Float64 throughout (x64 is enabled by this script). Data location: see nist_problems.py.
 
@@ -26,6 +31,11 @@ ratio to 0.1 (newton alone: 44 s, idle machine):
             where every derivative is zero).
     bfgs:   23 of 54 (42 reach LRE >= 6 but end LINESEARCH_FAILED at the precision floor)
     lbfgs:  18 of 54 (43 reach LRE >= 6)
+
+At the library's default max_steps (500), 2026-12-05, same VM (`--methods newton --minpack`,
+64 s): newton 51 of 54 (MGH10 start 1, MGH17 start 1 and Bennett5 start 2 stop at
+MAX_STEPS; they need 2,481, 2,025 and 934 steps); MINPACK lm needs 296, 601 and 213
+evaluations there, and 765 for Bennett5 start 1 (newton 448). Table: benchmarks/RESULTS.md.
 
 Wall time 288 s for the three methods (mostly compilation; a second start, and a problem
 sharing a model and n (Lanczos1-3, Gauss1-3), reuse the compiled program).
@@ -145,6 +155,24 @@ def run_one(prob: nist.Problem, loglik, which: int, method: str, max_steps: int 
     }
 
 
+def run_minpack(prob: nist.Problem, which: int) -> dict:
+    """MINPACK's Levenberg-Marquardt (``scipy.optimize.least_squares(method="lm")``, the
+    Jacobian from JAX) from the same start, tolerances at 1e-15: its evaluation counts beside
+    Newton's steps (one Newton step is one value, gradient and Hessian)."""
+    from scipy.optimize import least_squares
+
+    f = nist.MODELS[prob.name]
+    x, y = jnp.asarray(prob.x), jnp.asarray(prob.y)
+    res_fn = jax.jit(lambda b: f(b, x) - y)
+    jac_fn = jax.jit(jax.jacfwd(lambda b: f(b, x) - y))
+    start = prob.start1 if which == 1 else prob.start2
+    r = least_squares(lambda b: np.asarray(res_fn(b)), np.asarray(start, np.float64),
+                      jac=lambda b: np.asarray(jac_fn(b)), method="lm", xtol=1e-15,
+                      ftol=1e-15, gtol=1e-15, max_nfev=100_000)
+    lre, _ = nist.lre_modulo_symmetry(prob, r.x)
+    return {"nfev": int(r.nfev), "njev": int(r.njev), "min_lre": float(lre.min())}
+
+
 def cell(r: dict) -> tuple[str, str]:
     if "error" in r:
         return f"fail: exception ({r['error'][:60]})", "-"
@@ -160,6 +188,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="write per-fit results here")
     ap.add_argument("--problems", default=None, help="comma-separated subset (default: all 27)")
     ap.add_argument("--max-steps", type=int, default=None, help="passed to mj.fit (default: library default)")
+    ap.add_argument("--minpack", action="store_true",
+                    help="add MINPACK LM's nfev/njev (scipy least_squares method='lm') per start")
     args = ap.parse_args(argv)
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -174,6 +204,8 @@ def main(argv=None) -> int:
             for which in (1, 2):
                 r = run_one(prob, loglik, which, method, args.max_steps)
                 r["difficulty"] = prob.difficulty
+                if args.minpack and method == methods[0]:
+                    r["minpack"] = run_minpack(prob, which)
                 results.append(r)
                 print(
                     f"  {name:9s} start{which} {method:6s} {r['status']:18s} "
@@ -187,12 +219,17 @@ def main(argv=None) -> int:
     header = ["problem", "difficulty", "start"]
     for m in methods:
         header += [f"{m} min LRE", f"{m} steps"]
+    if args.minpack:
+        header += ["MINPACK lm nfev", "njev", "lm min LRE"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name in names:
         for which in (1, 2):
             row = [name, nist.DIFFICULTY[name], str(which)]
             for m in methods:
                 row += list(cell(by[(name, which, m)]))
+            if args.minpack:
+                mp = by[(name, which, methods[0])]["minpack"]
+                row += [str(mp["nfev"]), str(mp["njev"]), f"{mp['min_lre']:.1f}"]
             lines.append("| " + " | ".join(row) + " |")
     print("\n".join(lines))
     print()
