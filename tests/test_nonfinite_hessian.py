@@ -110,3 +110,18 @@ def test_float32_runs():
     est = np.asarray(res.params["beta"])
     assert np.all(np.isfinite(est))
     np.testing.assert_allclose(est, BETA, atol=0.3)
+
+
+def test_batched_equals_one_by_one():
+    # Under vmap the BFGS fallback runs as one batch-level conditional (_model_where).
+    xs, ys = zip(*(_data(seed) for seed in (1, 2)))
+    data = {"x": jnp.asarray(np.stack(xs)), "y": jnp.asarray(np.stack(ys))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mj.FitWarning)
+        batch = mj.fit_batch(_loglik, _init(jnp.float64), data, method="newton")
+        for i in range(2):
+            one = mj.fit(_loglik, _init(jnp.float64), {"x": data["x"][i], "y": data["y"][i]},
+                         method="newton")
+            assert int(batch.status[i]) == int(one.status) == mj.Status.NONFINITE_HESSIAN
+            np.testing.assert_allclose(np.asarray(batch.params["beta"][i]),
+                                       np.asarray(one.params["beta"]), rtol=1e-9)

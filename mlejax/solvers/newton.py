@@ -118,6 +118,29 @@ def _bfgs_model(a, s, y):
     return jnp.where(good, 0.5 * (new + new.T), a)
 
 
+def _keep(a, s, y):
+    del s, y
+    return a
+
+
+@jax.custom_batching.custom_vmap
+def _model_where(needed, a, s, y):
+    """``_bfgs_model(a, s, y)`` where ``needed``, else ``a``: under ``vmap`` one conditional
+    for the whole batch (as :func:`_eigh_where`), so fits whose Hessians are all finite --
+    every batch of ordinary models -- pay nothing for the fallback."""
+    return jax.lax.cond(needed, _bfgs_model, _keep, a, s, y)
+
+
+@_model_where.def_vmap
+def _model_where_batched(axis_size, in_batched, needed, a, s, y):
+    def full(x, batched):
+        return x if batched else jnp.broadcast_to(x, (axis_size,) + x.shape)
+
+    needed, a, s, y = (full(x, b) for x, b in zip((needed, a, s, y), in_batched))
+    out = jax.lax.cond(jnp.any(needed), jax.vmap(_bfgs_model), _keep, a, s, y)
+    return jnp.where(needed[:, None, None], out, a), True
+
+
 def _finite_or_model(h, g):
     """``h`` where every entry is finite, else the model ``-||g|| I`` a first step starts
     from (a scaled gradient step, whose length the trust region then sets)."""
@@ -305,7 +328,7 @@ class Newton:
         # model) with this step's secant pair: the fit still climbs, superlinearly, and
         # ``exact`` tells the result its standard errors cannot come from ``hess``.
         exact_new = jnp.all(jnp.isfinite(h_new))
-        model = _bfgs_model(a, d, g - g_new)
+        model = _model_where(~exact_new | ~state.exact, a, d, g - g_new)
         h_new = jnp.where(exact_new, h_new, -model)
         # The rounding-floor tests below trust the Hessian: not a model of it.
         floor0 = floor0 & state.exact
