@@ -78,7 +78,7 @@ def test_the_autodiff_hessian_is_nonfinite():
     assert not all(np.all(np.isfinite(v)) for v in jax.tree_util.tree_leaves(h))
 
 
-@pytest.mark.parametrize("method", ["newton", "bfgs"])
+@pytest.mark.parametrize("method", ["newton", "bfgs", "lbfgs"])
 def test_reaches_statsmodels_optimum_and_says_why_no_stderr(method, reference):
     ref, ref_se, ref_llf = reference
     x, y = _data()
