@@ -34,6 +34,44 @@ def leaf_names(tree) -> list[str]:
     return names
 
 
+def written_order(tree) -> tuple[int, ...]:
+    """The leaves' indices in JAX's flattening order, listed in the order the user wrote them.
+
+    JAX sorts the keys of a dict when it flattens it; a user reads ``{"const": .., "alpha":
+    ..}`` as const first. Each leaf is ranked, level by level down its path, by its key's
+    position in its dict as written (insertion order); under any other node (lists, tuples,
+    named tuples, registered classes) the children keep JAX's order.
+    """
+    paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+    def rank(path, index):
+        node, key = tree, []
+        for depth, entry in enumerate(path):
+            if isinstance(entry, jax.tree_util.DictKey) and isinstance(node, dict):
+                key.append(list(node.keys()).index(entry.key))
+                node = node[entry.key]
+            else:
+                # JAX's order: the first leaf below this child, among its siblings.
+                prefix = path[:depth + 1]
+                key.append(next(i for i, p in enumerate(paths) if p[:depth + 1] == prefix))
+                node = None if node is None else _child(node, entry)
+        return tuple(key) + (index,)
+
+    return tuple(sorted(range(len(paths)), key=lambda i: rank(paths[i], i)))
+
+
+def _child(node, entry):
+    """The child of ``node`` at a key-path entry, or None where it cannot be read back (the
+    rest of the path then keeps JAX's order)."""
+    if isinstance(entry, jax.tree_util.SequenceKey) and isinstance(node, (list, tuple)):
+        return node[entry.idx]
+    if isinstance(entry, jax.tree_util.GetAttrKey):
+        return getattr(node, entry.name, None)
+    if isinstance(entry, jax.tree_util.DictKey) and isinstance(node, dict):
+        return node[entry.key]
+    return None
+
+
 def check_method(method: str, *, optimizer, batch_size, restarts, key) -> None:
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not known; choose one of {METHODS}.")

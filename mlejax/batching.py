@@ -1146,7 +1146,7 @@ def fit_many(loglik_fn, init, data, *, weights, init_batched: bool, key, chunk_s
     def full_start(cfg):
         names = V.leaf_names(init)
         leaves, _ = V.as_float_leaves(init, names)
-        V.check_init_values(leaves, cfg.problem.constraints, names)
+        V.check_init_values(leaves, cfg.problem.tree_constraints, names)
         if init_batched:
             return np.asarray(jax.vmap(cfg.problem.to_u)(leaves))
         return cfg.problem.to_u(leaves)

@@ -50,7 +50,8 @@ from mlejax import anneal as _anneal
 from mlejax._loop import (STEP_AT_OPTIMUM, STEP_NO_PROGRESS, STEP_PROGRESS, LoopResult,
                           default_tolerances, iterate)
 from mlejax._numerics import nan_to_neginf, safe_inverse_pd, scaled_grad_norm
-from mlejax.fit import Problem, _make_problem, _prepare, _warn
+from mlejax.fit import (_QUICK_COMPILE_UNKNOWN, Problem, _make_problem, _prepare, _warn,
+                        quick_compile_options)
 from mlejax.result import FitContext, FitResult
 from mlejax.solvers import Newton
 from mlejax.status import Status
@@ -326,10 +327,6 @@ class _EMConfig:
     anneal: Any = None
 
 
-def _flat(leaves, dtype):
-    return jnp.concatenate([jnp.ravel(x).astype(dtype) for x in leaves])
-
-
 def _solve(cfg: _EMConfig, start: jax.Array, data, weights) -> FitResult:
     problem, dtype = cfg.problem, cfg.problem.dtype
     closed_form = cfg.m_step is not None
@@ -343,7 +340,7 @@ def _solve(cfg: _EMConfig, start: jax.Array, data, weights) -> FitResult:
     if closed_form:
         def m_step(u, resp):
             del u
-            return _flat(jax.tree_util.tree_leaves(cfg.m_step(resp, data)), dtype)
+            return problem.flat_natural(cfg.m_step(resp, data))
     else:
         m_step = newton_m_step(joint_u, cfg.newton_steps, dtype)
 
@@ -371,7 +368,8 @@ def _solve(cfg: _EMConfig, start: jax.Array, data, weights) -> FitResult:
         params=params, loglik=state.f, status=status, n_steps=out.n_steps, trace=out.trace,
         cov=cov, stderr=problem.unravel_natural(jnp.sqrt(jnp.diagonal(cov))),
         grad_norm=grad_norm, nobs=nobs, restarts=None, n_best=None,
-        param_names=problem.param_names, df_model=problem.n_free, method="em")
+        param_names=problem.param_names, df_model=problem.n_free, method="em",
+        leaf_order=problem.order)
 
 
 def observed_cov(total_fn: Callable, problem: Problem, params: Any, f: jax.Array):
@@ -395,8 +393,31 @@ def observed_cov(total_fn: Callable, problem: Problem, params: Any, f: jax.Array
 
 
 @functools.lru_cache(maxsize=128)
-def _kernel(cfg: _EMConfig):
+def _kernel(cfg: _EMConfig, options: tuple | None = None):
+    if options is not None:
+        return jax.jit(functools.partial(_solve, cfg), compiler_options=dict(options))
     return jax.jit(functools.partial(_solve, cfg))
+
+
+def _compile_options(cfg: _EMConfig, data, weights) -> tuple | None:
+    """XLA's quick-compile options for one small EM fit on CPU, as for one small
+    :func:`mlejax.fit` (its latency is the compile; benchmarks/RESULTS.md, issue 20)."""
+    return quick_compile_options(data, weights, cfg.problem.n_free)
+
+
+# The checks before the fit run as one compiled call each, not op by op (every eagerly run
+# operation compiles a program of its own: 30 of them, 0.7 s, for a mixture of regressions).
+@functools.partial(jax.jit, static_argnums=0)
+def _observed_at(joint_fn, params, data):
+    return jax.scipy.special.logsumexp(joint_fn(params, data), axis=-1)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _start(problem: Problem, natural: bool, leaves):
+    """The starting vector: natural (closed-form M-step) or unconstrained (Newton)."""
+    if natural:
+        return problem.flat_natural(jax.tree_util.tree_unflatten(problem.treedef, leaves))
+    return problem.to_u(leaves)
 
 
 def _check_joint(joint_fn, params, data, weights):
@@ -531,7 +552,7 @@ def em(joint_loglik_fn: Callable, init: Any, data: Any = None, *,
     if m_step is not None:
         _check_m_step(m_step, params0, data, out, dtype)
     if V.is_concrete((leaves, data)):
-        ll = jax.scipy.special.logsumexp(joint_loglik_fn(params0, data), axis=-1)
+        ll = _observed_at(joint_loglik_fn, params0, data)
         bad = ~np.isfinite(np.asarray(ll))
         if weights is not None:
             bad &= np.asarray(weights) > 0
@@ -540,7 +561,7 @@ def em(joint_loglik_fn: Callable, init: Any, data: Any = None, *,
                              f"observation(s) (first: {int(np.argmax(bad))}); choose starting "
                              "values under which every observation has positive density.")
 
-    problem = _make_problem(leaves, treedef, cons, names, dtype)
+    problem = _make_problem(leaves, treedef, cons, names, dtype, V.written_order(init))
     cfg = _EMConfig(
         joint_fn=joint_loglik_fn, m_step=m_step, problem=problem,
         has_weights=weights is not None, max_steps=steps,
@@ -548,8 +569,15 @@ def em(joint_loglik_fn: Callable, init: Any, data: Any = None, *,
         xtol=float(em_xtol(dtype) if xtol is None else xtol),
         trace_len=int(steps + 1 if trace_len is None else trace_len),
         newton_steps=int(newton_steps), stderr=bool(stderr), anneal=anneal)
-    start = _flat(leaves, dtype) if m_step is not None else problem.to_u(leaves)
-    res = _kernel(cfg)(start, data, weights)
+    start = _start(problem, m_step is not None, leaves)
+    options = _compile_options(cfg, data, weights)
+    try:
+        res = _kernel(cfg, options)(start, data, weights)
+    except Exception as err:   # noqa: BLE001 -- an XLA without these options (as in fit)
+        if options is None or "compile option" not in str(err):
+            raise
+        _QUICK_COMPILE_UNKNOWN.append(options)
+        res = _kernel(cfg)(start, data, weights)
     context = None
     if V.is_concrete(res.params):
         context = refit_context(ObservedLoglik(joint_loglik_fn), res.params, data,

@@ -66,7 +66,14 @@ class FitWarning(UserWarning):
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
-    """The static description of a parameter pytree and its constraints (hashable)."""
+    """The static description of a parameter pytree and its constraints (hashable).
+
+    The flat vectors (the solvers' ``u``, the natural ``cov`` and ``param_names``) list the
+    leaves in the order the user wrote them: ``order[i]`` is the JAX tree index of the
+    ``i``-th leaf so listed (JAX itself sorts dict keys), and ``constraints``, ``u_shapes``
+    and ``nat_shapes`` follow that order too. Leaves handed in or out as a list
+    (``to_u``'s argument, ``tree_constraints``) are in JAX's tree order.
+    """
 
     treedef: Any
     constraints: tuple[Constraint, ...]
@@ -74,14 +81,40 @@ class Problem:
     nat_shapes: tuple[tuple[int, ...], ...]
     dtype: Any
     param_names: tuple[str, ...]
+    order: tuple[int, ...]
 
     @property
     def n_free(self) -> int:
         return int(sum(int(np.prod(s)) for s in self.u_shapes))
 
+    @property
+    def tree_constraints(self) -> tuple[Constraint, ...]:
+        """The constraints in JAX's tree order (beside ``jax.tree_util.tree_leaves``)."""
+        out: list = [None] * len(self.order)
+        for c, j in zip(self.constraints, self.order):
+            out[j] = c
+        return tuple(out)
+
+    def in_order(self, leaves) -> list:
+        """Leaves in JAX's tree order, listed in the user's order."""
+        return [leaves[j] for j in self.order]
+
+    def unflatten(self, ordered_leaves) -> Any:
+        """The pytree of leaves listed in the user's order (the inverse of ``in_order``)."""
+        out: list = [None] * len(self.order)
+        for x, j in zip(ordered_leaves, self.order):
+            out[j] = x
+        return jax.tree_util.tree_unflatten(self.treedef, out)
+
+    def flat_natural(self, params) -> jax.Array:
+        """A parameter pytree as one flat vector in ``param_names`` order."""
+        leaves = self.in_order(jax.tree_util.tree_leaves(params))
+        parts = [jnp.ravel(x).astype(self.dtype) for x in leaves]
+        return jnp.concatenate(parts) if parts else jnp.zeros(0, self.dtype)
+
     def to_u(self, leaves) -> jax.Array:
         """Natural leaves (a list in tree order) to the flat unconstrained vector."""
-        parts = [jnp.ravel(c.inverse(x)) for c, x in zip(self.constraints, leaves)]
+        parts = [jnp.ravel(c.inverse(x)) for c, x in zip(self.constraints, self.in_order(leaves))]
         return jnp.concatenate(parts).astype(self.dtype) if parts else jnp.zeros(0, self.dtype)
 
     def to_natural(self, u: jax.Array) -> Any:
@@ -90,10 +123,10 @@ class Problem:
             size = int(np.prod(shape))
             leaves.append(c.forward(u[i:i + size].reshape(shape)))
             i += size
-        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+        return self.unflatten(leaves)
 
     def natural_flat(self, u: jax.Array) -> jax.Array:
-        return ravel_pytree(self.to_natural(u))[0]
+        return self.flat_natural(self.to_natural(u))
 
     def unravel_natural(self, flat: jax.Array) -> Any:
         leaves, i = [], 0
@@ -101,7 +134,7 @@ class Problem:
             size = int(np.prod(shape))
             leaves.append(flat[i:i + size].reshape(shape))
             i += size
-        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+        return self.unflatten(leaves)
 
 
 def _flat_names(names: list[str], shapes) -> tuple[str, ...]:
@@ -115,12 +148,18 @@ def _flat_names(names: list[str], shapes) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _make_problem(example_leaves, treedef, constraints, names, dtype) -> Problem:
+def _make_problem(example_leaves, treedef, constraints, names, dtype,
+                  order: tuple[int, ...] | None = None) -> Problem:
+    """``example_leaves``, ``constraints`` and ``names`` in tree order; ``order`` the user's
+    order of the leaves (``_validate.written_order``; default the tree order)."""
+    order = tuple(range(len(example_leaves))) if order is None else tuple(order)
+    leaves = [example_leaves[j] for j in order]
+    cons = tuple(constraints[j] for j in order)
     u_shapes = tuple(tuple(jax.eval_shape(c.inverse, jax.ShapeDtypeStruct(x.shape, dtype)).shape)
-                     for c, x in zip(constraints, example_leaves))
-    nat_shapes = tuple(tuple(x.shape) for x in example_leaves)
-    return Problem(treedef, tuple(constraints), u_shapes, nat_shapes, jnp.dtype(dtype),
-                   _flat_names(names, nat_shapes))
+                     for c, x in zip(cons, leaves))
+    nat_shapes = tuple(tuple(x.shape) for x in leaves)
+    return Problem(treedef, cons, u_shapes, nat_shapes, jnp.dtype(dtype),
+                   _flat_names([names[j] for j in order], nat_shapes), order)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,7 +342,7 @@ def _result(cfg: _Config, setup: _Setup, out: LoopResult) -> FitResult:
         grad_norm=scaled_grad_norm(u_hat, state.f, state.g), nobs=setup.nobs, restarts=None,
         n_best=None, objective=state.f if penalised else None,
         param_names=problem.param_names, df_model=problem.n_free, method=cfg.method,
-        penalty=repr(cfg.penalty) if penalised else None)
+        penalty=repr(cfg.penalty) if penalised else None, leaf_order=problem.order)
 
 
 def _anneal_path(cfg: _Config, u0, data, weights, key) -> jax.Array:
@@ -703,7 +742,8 @@ def _prepare(loglik_fn, init, data, *, constraints, weights, method, optimizer, 
         V.check_weights(weights, batched=batched)   # every dataset's, naming the bad ones
 
     example = [x[0] for x in leaves] if init_batched else leaves
-    problem = _make_problem(example, treedef, cons, names, dtype)
+    problem = _make_problem(example, treedef, cons, names, dtype,
+                            V.written_order(init))
     # One dataset's shapes are all the checks below need (eval_shape): no slicing program
     # to compile (0.1 s of a first fit_batch call).
     one_data = (jax.tree_util.tree_map(

@@ -197,9 +197,12 @@ def _refit_ok(status: jax.Array) -> jax.Array:
     # A refit whose own Hessian is singular (a nuisance parameter not identified at that
     # point) still found the maximum of the profile: its log-likelihood is usable.
     # Likewise a refit whose Hessian has non-finite entries (NONFINITE_HESSIAN): its
-    # gradient test found the maximum; only its standard errors are missing.
+    # gradient test found the maximum; only its standard errors are missing. And a refit
+    # whose nuisance parameter runs to the boundary of its constraint (NOT_ATTAINED: e.g. a
+    # zero-inflation probability going to 0 when lambda is held low) has reached the supremum
+    # the profile is defined by: its log-likelihood is the profile's value there.
     return ((status == Status.CONVERGED) | (status == Status.SINGULAR_HESSIAN)
-            | (status == Status.NONFINITE_HESSIAN))
+            | (status == Status.NONFINITE_HESSIAN) | (status == Status.NOT_ATTAINED))
 
 
 # ---------------------------------------------------------------------------------------------

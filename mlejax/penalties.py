@@ -310,7 +310,7 @@ def l1_weights(penalty: Penalty | None, problem) -> np.ndarray | None:
         else:
             markers.append(np.full(nat_shape, -_BASE, dtype=np.int64))
         offset += size
-    tree = jax.tree_util.tree_unflatten(problem.treedef, markers)
+    tree = problem.unflatten(markers)
     lam = np.zeros(problem.n_free)
     for term in penalty.terms:
         if not _exact_l1(term):

@@ -366,7 +366,7 @@ def mixture(res: Any, x: Any, *, dims: Sequence[int] = (0, 1), n_std: Sequence[f
       >>> res = mj.GaussianMixture(2).fit(x, key=jax.random.key(0), n_init=4)
       >>> fig = mplot.mixture(res, x)
       >>> fig.axes[1].get_title()
-      'EM trace: CONVERGED, 4 iterations'
+      'EM trace: CONVERGED, 10 iterations'
     """
     plt = _plt()
     _single(res, "mixture")

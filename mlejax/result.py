@@ -47,6 +47,9 @@ class FitResult:
       df_effective: effective degrees of freedom given by :meth:`with_df` (None: not given).
       penalty: the penalty, described (None for a plain maximum-likelihood fit); ``cov`` and
         ``stderr`` then come from the Hessian of the penalised objective.
+      leaf_order: the leaves of ``params`` (by their index in JAX's flattening order) in the
+        order of ``param_names``: the order the keys of ``init`` were written in (JAX sorts
+        dict keys). None: JAX's order.
 
     Example:
       >>> loglik = lambda p, x: jax.scipy.stats.norm.logpdf(x, p["mu"], p["sigma"])
@@ -82,6 +85,7 @@ class FitResult:
     objective: jax.Array | None = None
     df_effective: jax.Array | None = None
     penalty: str | None = None
+    leaf_order: tuple[int, ...] | None = None
 
     # --- derived quantities -------------------------------------------------------------
     @property
@@ -144,16 +148,18 @@ class FitResult:
 
     def flat_params(self) -> np.ndarray:
         """The estimate flattened in ``param_names`` order (leading batch axis kept)."""
-        lead = np.shape(self.loglik)
-        leaves = [np.asarray(x).reshape(lead + (-1,))
-                  for x in jax.tree_util.tree_leaves(self.params)]
-        return np.concatenate(leaves, axis=-1)
+        return self._flat(self.params)
 
     def flat_stderr(self) -> np.ndarray:
+        """The standard errors flattened in ``param_names`` order."""
+        return self._flat(self.stderr)
+
+    def _flat(self, tree) -> np.ndarray:
         lead = np.shape(self.loglik)
-        leaves = [np.asarray(x).reshape(lead + (-1,))
-                  for x in jax.tree_util.tree_leaves(self.stderr)]
-        return np.concatenate(leaves, axis=-1)
+        leaves = jax.tree_util.tree_leaves(tree)
+        if self.leaf_order is not None:
+            leaves = [leaves[j] for j in self.leaf_order]
+        return np.concatenate([np.asarray(x).reshape(lead + (-1,)) for x in leaves], axis=-1)
 
     # --- inference (computed by mlejax.inference) ----------------------------------------
     @property
@@ -231,7 +237,7 @@ class FitResult:
 
 _DATA_FIELDS = ["params", "loglik", "status", "n_steps", "trace", "cov", "stderr", "grad_norm",
                 "nobs", "restarts", "n_best", "objective", "df_effective"]
-_META_FIELDS = ["param_names", "df_model", "method", "context", "penalty"]
+_META_FIELDS = ["param_names", "df_model", "method", "context", "penalty", "leaf_order"]
 
 
 class FitContext:

@@ -232,7 +232,8 @@ def test_open_results_never_unpickles(xs, tmp_path):
         with pytest.raises(ValueError, match="not one mlejax writes"):
             batching.open_results(out)
     (out / "fit_batch.json").write_text(json.dumps(dict(
-        manifest, leaves=[dict(manifest["leaves"][0], file="../../x.npy")])))
+        # a crafted entry that climbs out of the folder
+        manifest, leaves=[dict(manifest["leaves"][0], file="/".join(["..", "..", "x.npy"]))])))
     with pytest.raises(ValueError, match="not one mlejax writes"):
         batching.open_results(out)
     assert not marker.exists()

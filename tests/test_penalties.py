@@ -81,8 +81,8 @@ def test_l2_logistic_equals_sklearn_and_reports_both_objectives():
     eta = X @ w + b
     v = 1.0 / (1.0 + np.exp(-eta))
     v = v * (1 - v)
-    xa = np.column_stack([np.ones(N), X])              # param_names order: b, w[0..4]
-    info = xa.T @ (v[:, None] * xa) + np.diag([0.0] + [1.0 / c] * P)
+    xa = np.column_stack([X, np.ones(N)])              # param_names order (INIT's): w[0..4], b
+    info = xa.T @ (v[:, None] * xa) + np.diag([1.0 / c] * P + [0.0])
     np.testing.assert_allclose(np.asarray(res.cov), np.linalg.inv(info), rtol=1e-6)
     text = res.summary()
     assert "penalised objective" in text and "inverse Hessian of the penalised objective" in text
