@@ -319,11 +319,9 @@ class Ordered(Constraint):
         return jnp.concatenate([x[..., :1], jnp.log(jnp.diff(x, axis=-1))], axis=-1)
 
     def check(self, x):
-        if x.ndim < 1 or x.shape[-1] < 1:
-            return (f"must be a vector (at least 1 value on the last axis) for constraint "
-                    f"{self.name}; got shape {x.shape}")
-        if not np.all(np.isfinite(x)):
-            return f"must be finite for constraint {self.name}"
+        why = _finite_vector(x, self.name)
+        if why is not None:
+            return why
         gaps = np.diff(x, axis=-1)
         if not np.all(gaps > 0):
             return (f"must be strictly increasing along the last axis for constraint "
@@ -367,11 +365,9 @@ class PositiveSumBelow(Constraint):
         return jnp.log(x) - jnp.log(slack)
 
     def check(self, x):
-        if x.ndim < 1 or x.shape[-1] < 1:
-            return (f"must be a vector (at least 1 component on the last axis) for constraint "
-                    f"{self.name}; got shape {x.shape}")
-        if not np.all(np.isfinite(x)):
-            return f"must be finite for constraint {self.name}"
+        why = _finite_vector(x, self.name)
+        if why is not None:
+            return why
         if not np.all(x > 0):
             return f"components must be > 0 for constraint {self.name}"
         sums = x.sum(-1)
@@ -408,6 +404,16 @@ class CustomConstraint(Constraint):
             if why is not None:
                 return f"{why} for constraint {self.name}"
         return _inverse_finite(self, x)
+
+
+def _finite_vector(x: np.ndarray, name: str) -> str | None:
+    """Why ``x`` is not a finite vector along its last axis (None when it is)."""
+    if x.ndim < 1 or x.shape[-1] < 1:
+        return (f"must be a vector (at least 1 value on the last axis) for constraint "
+                f"{name}; got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        return f"must be finite for constraint {name}"
+    return None
 
 
 def _diag_embed(v):
