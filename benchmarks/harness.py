@@ -384,7 +384,7 @@ def format_table(groups: list[Group]) -> str:
                 thr = f"{t.op} {t.threshold:,g} {t.unit}"
             t_rows.append([g.workload, g.label, t.name, val, thr, met, t.note])
     if t_rows:
-        lines += ["", "Targets of issue 6:", ""]
+        lines += ["", "Targets (issue 6; the zoo's: issue 20):", ""]
         lines += _table(["workload", "size", "target", "measured", "wanted", "", "note"],
                         t_rows, "lllrrll")
     notes = [f"- {g.workload} ({g.label}): {n}" for g in groups for n in g.notes]
