@@ -125,12 +125,7 @@ def test_em_closed_form_stops_at_the_fixed_point():
     init = {"weights": jnp.array([0.5, 0.5]), "rate": jnp.array([3.0, 0.1])}
     res = mj.em(exp_joint, init, jnp.asarray(XE), m_step=exp_m_step,
                 constraints={"weights": mj.simplex, "rate": mj.positive}, stderr=False)
-    assert bool(res.converged), res.message
-    _monotone(res.trace)
-    w, rate = np.asarray(res.params["weights"]), np.asarray(res.params["rate"])
-    w2, rate2 = _np_exp_step(w, rate, XE)
-    _close(w2, w, what="weights")
-    _close(rate2, rate, what="rate")
+    _assert_fixed_point(res, _np_exp_step, XE, "rate")
 
 
 def poisson_joint(params, x):
@@ -154,13 +149,17 @@ def _poisson_data():
 
 
 def _assert_poisson_fixed_point(res, xp):
+    _assert_fixed_point(res, _np_poisson_step, xp, "rates")
+
+
+def _assert_fixed_point(res, np_step, x, rate_name):
     """Converged, monotone, and one more EM step (numpy) moves the estimate < 1e-6."""
     assert bool(res.converged), res.message
     _monotone(res.trace)
-    w, lam = np.asarray(res.params["weights"]), np.asarray(res.params["rates"])
-    w2, lam2 = _np_poisson_step(w, lam, xp)
+    w, rate = np.asarray(res.params["weights"]), np.asarray(res.params[rate_name])
+    w2, rate2 = np_step(w, rate, x)
     _close(w2, w, what="weights")
-    _close(lam2, lam, what="rates")
+    _close(rate2, rate, what=rate_name)
 
 
 def test_em_newton_m_step_stops_at_the_fixed_point():

@@ -177,8 +177,6 @@ def _tobit(n):
     import numpy as np
     from scipy.special import log_ndtr
 
-    import mlejax as mj
-
     def data(seed):
         rng = np.random.default_rng(seed)
         X = _regressors(rng, n)
@@ -195,6 +193,16 @@ def _tobit(n):
         z = (d["y"] - xb) / s
         return float(np.sum(np.where(d["y"] <= 0, log_ndtr(-xb / s),
                                      -0.5 * np.log(2 * np.pi) - np.log(s) - 0.5 * z * z)))
+
+    return _beta_sigma(data, loglik, ll_np)
+
+
+def _beta_sigma(data, loglik, ll_np):
+    """The spec of a model with 3 coefficients and a positive scale (tobit, random-intercept
+    logit, stochastic frontier): init, constraint, and the peer's unconstrained vector."""
+    import numpy as np
+
+    import mlejax as mj
 
     return dict(data=data, loglik=loglik, init={"beta": np.zeros(3, np.float32),
                                                 "sigma": np.float32(1.0)},
@@ -274,10 +282,7 @@ def _weibull_aft(n):
         z = (log_t - d["X"] @ p["beta"]) / p["sigma"]
         return float(np.sum(d["event"] * (z - np.log(p["sigma"]) - log_t) - np.exp(z)))
 
-    return dict(data=data, loglik=loglik, init={"beta": np.zeros(3, np.float32),
-                                                "sigma": np.float32(1.0)},
-                constraints={"sigma": mj.positive}, ll_np=ll_np,
-                unpack=lambda t: {"beta": t[:3], "sigma": np.exp(t[3])}, theta0=np.zeros(4))
+    return _beta_sigma(data, loglik, ll_np)
 
 
 def _irt_2pl(n):
@@ -321,8 +326,6 @@ def _ri_logit(n):
     import numpy as np
     from scipy.special import logsumexp
 
-    import mlejax as mj
-
     m = 10
     groups = max(n // m, 10)
     nodes, logw = _gh(15)
@@ -347,10 +350,7 @@ def _ri_logit(n):
         ll = y * _log_sigmoid_np(eta) + (1 - y) * _log_sigmoid_np(-eta)
         return float(np.sum(logsumexp(ll.sum(axis=1) + logw, axis=1)))
 
-    return dict(data=data, loglik=loglik, init={"beta": np.zeros(3, np.float32),
-                                                "sigma": np.float32(1.0)},
-                constraints={"sigma": mj.positive}, ll_np=ll_np,
-                unpack=lambda t: {"beta": t[:3], "sigma": np.exp(t[3])}, theta0=np.zeros(4))
+    return _beta_sigma(data, loglik, ll_np)
 
 
 def _frontier(n):
