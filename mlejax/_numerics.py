@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -15,9 +17,24 @@ def nan_to_neginf(x: jax.Array) -> jax.Array:
     return jnp.where(jnp.isnan(x), -jnp.inf, x)
 
 
-def all_finite(tree) -> jax.Array:
-    leaves = jax.tree_util.tree_leaves(tree)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+def is_concrete(tree) -> bool:
+    """Whether every leaf of ``tree`` holds a value (no tracer: not inside jit or vmap), so
+    host-side checks and warnings can read it."""
+    return not any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(tree))
+
+
+def normal_quantile(level: float) -> float:
+    """The two-sided standard normal quantile ``z`` with ``P(|Z| <= z) = level``, by
+    bisection on ``erfc`` (no scipy at runtime)."""
+    target = (1.0 - level) / 2.0
+    lo, hi = 0.0, 40.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if 0.5 * math.erfc(mid / math.sqrt(2.0)) > target:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
 
 
 def scaled_grad_norm(u: jax.Array, f: jax.Array, g: jax.Array) -> jax.Array:

@@ -14,12 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mlejax._numerics import is_concrete
 from mlejax.constraints import Constraint, check_hashable, is_constraint, real
 from mlejax.solvers import METHODS
-
-
-def is_concrete(tree) -> bool:
-    return not any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(tree))
 
 
 def leaf_names(tree) -> list[str]:

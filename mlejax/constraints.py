@@ -147,11 +147,6 @@ class Real(Constraint):
         return None
 
 
-def _softplus_inverse(x):
-    # log(expm1(x)) overflows nowhere: for large x it is x + log1p(-exp(-x)).
-    return x + jnp.log(-jnp.expm1(-x))
-
-
 @dataclasses.dataclass(frozen=True, repr=False)
 class Positive(Constraint):
     """``x > lower`` through ``x = lower + exp(u)``.

@@ -981,8 +981,8 @@ class ProfileCurve:
     def threshold(level: float = 0.95) -> float:
         """The chi-squared(1) quantile at ``level``: the deviance at the interval's endpoints."""
         # Host-side: the double-precision normal quantile the summary tables use.
-        from mlejax.result import _normal_quantile
-        return _normal_quantile(_check_level(level)) ** 2
+        from mlejax._numerics import normal_quantile
+        return normal_quantile(_check_level(level)) ** 2
 
 
 jax.tree_util.register_dataclass(

@@ -34,7 +34,7 @@ import numpy as np
 
 from mlejax import _validate as V
 from mlejax._loop import default_tolerances, iterate
-from mlejax.status import Status, messages
+from mlejax.status import HasStatus
 
 __all__ = ["KMeansResult", "kmeans", "kmeans_plusplus"]
 
@@ -118,7 +118,7 @@ class Lloyd:
 
 
 @dataclasses.dataclass(frozen=True)
-class KMeansResult:
+class KMeansResult(HasStatus):
     """What :func:`kmeans` found.
 
     Attributes:
@@ -141,13 +141,6 @@ class KMeansResult:
     status: jax.Array
     n_steps: jax.Array
 
-    @property
-    def converged(self) -> jax.Array:
-        return self.status == Status.CONVERGED
-
-    @property
-    def message(self) -> str | list[str]:
-        return messages(self.status)
 
 
 jax.tree_util.register_dataclass(

@@ -14,13 +14,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlejax.status import Status, message, messages
+from mlejax._numerics import normal_quantile
+from mlejax.status import HasStatus, Status, message
 
 __all__ = ["FitContext", "FitResult"]
 
 
 @dataclasses.dataclass(frozen=True)
-class FitResult:
+class FitResult(HasStatus):
     """What a fit found, and how much to trust it.
 
     Attributes:
@@ -88,16 +89,6 @@ class FitResult:
     leaf_order: tuple[int, ...] | None = None
 
     # --- derived quantities -------------------------------------------------------------
-    @property
-    def converged(self) -> jax.Array:
-        """True where the fit converged (``status == Status.CONVERGED``)."""
-        return self.status == Status.CONVERGED
-
-    @property
-    def message(self) -> str | list[str]:
-        """The status message (a list of them for a batch)."""
-        return messages(self.status)
-
     @property
     def aic(self) -> jax.Array:
         """Akaike's information criterion, ``2 k - 2 loglik``.
@@ -260,19 +251,6 @@ class FitContext:
 jax.tree_util.register_dataclass(FitResult, data_fields=_DATA_FIELDS, meta_fields=_META_FIELDS)
 
 
-def _normal_quantile(level: float) -> float:
-    # Inverse of the standard normal cdf by bisection on erfc: no scipy at runtime.
-    target = (1.0 - level) / 2.0
-    lo, hi = 0.0, 40.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if 0.5 * math.erfc(mid / math.sqrt(2.0)) > target:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
-
-
 def _fmt(x: float, width: int = 11) -> str:
     if np.isinf(x):
         return f"{'inf' if x > 0 else '-inf':>{width}}"
@@ -285,7 +263,7 @@ def _single_summary(res: FitResult, level: float, se=None, bounds=None,
                     se_label: str = "observed information") -> str:
     est = res.flat_params()
     se = res.flat_stderr() if se is None else se
-    q = _normal_quantile(level)
+    q = normal_quantile(level)
     name_w = max([len(n) for n in res.param_names] + [9])
     lines = []
     code = int(res.status)

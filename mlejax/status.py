@@ -75,3 +75,20 @@ def messages(status) -> str | list[str]:
     if codes.ndim == 0:
         return message(int(codes))
     return [message(int(c)) for c in codes.ravel()]
+
+
+class HasStatus:
+    """``converged`` and ``message`` read from a result's ``status`` field: one definition
+    for every result type (fits, k-means, regressions)."""
+
+    __slots__ = ()
+
+    @property
+    def converged(self):
+        """True where the fit converged (``status == Status.CONVERGED``)."""
+        return self.status == Status.CONVERGED
+
+    @property
+    def message(self) -> str | list[str]:
+        """The status message (a list of them for a batch)."""
+        return messages(self.status)

@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlejax.fit import FitWarning, fit, fit_batch
-from mlejax.result import FitResult, _normal_quantile
+from mlejax._numerics import normal_quantile
+from mlejax.result import FitResult
 
 __all__ = ["Model", "RegressionResult", "SeparationWarning"]
 
@@ -170,7 +171,7 @@ class RegressionResult:
         (arrays with a leading K for a batch); Wald intervals at ``level``."""
         est = self.fit_result.flat_params()
         se = self.fit_result.flat_stderr()
-        q = _normal_quantile(level)
+        q = normal_quantile(level)
         out = {}
         for j, name in enumerate(self.param_names):
             b, s = est[..., j], se[..., j]
