@@ -27,7 +27,8 @@ from mlejax.constraints import (
 )
 from mlejax import batching, distributed
 from mlejax.batching import Ragged, ragged
-from mlejax.fit import FitWarning, fit, fit_batch
+from mlejax._fit import fit, fit_batch
+from mlejax._warnings import FitWarning
 from mlejax import cache
 from mlejax.cache import enable_compilation_cache
 from mlejax.em import em

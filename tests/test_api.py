@@ -71,9 +71,7 @@ def test_import_leaves_x64_alone():
 def test_small_single_fits_compile_with_the_quick_options():
     """A single fit on under 1 MB of data on CPU compiles with XLA's classic emitters (its
     latency is the compile); restarts, batches and large data keep XLA's default."""
-    import importlib
-
-    F = importlib.import_module("mlejax.fit")
+    from mlejax import _configure, _kernels as K
 
     def cfg_of(data, **kw):
         opts = dict(constraints=None, weights=None, method="newton", optimizer=None,
@@ -81,16 +79,16 @@ def test_small_single_fits_compile_with_the_quick_options():
                     key=None, restart_scale=1.0, trace_len=None, batched=False,
                     init_batched=False)
         opts.update(kw)
-        return F._prepare(lambda p, x: -0.5 * (x - p["mu"]) ** 2, {"mu": 0.0}, data, **opts)[0]
+        return _configure.configure(lambda p, x: -0.5 * (x - p["mu"]) ** 2, {"mu": 0.0}, data, **opts)[0]
 
     small, large = jnp.zeros(1000), jnp.zeros(300_000)
-    if jax.default_backend() == "cpu" and not F._QUICK_COMPILE_UNKNOWN:
+    if jax.default_backend() == "cpu" and not K.QUICK_COMPILE_UNKNOWN:
         # (an older XLA that does not know the options: a fit found out and dropped them)
-        assert F._compile_options(cfg_of(small), small, None) == F._QUICK_COMPILE
-    assert F._compile_options(cfg_of(large), large, None) is None
-    assert F._compile_options(cfg_of(small, restarts=4, key=jax.random.key(0)), small,
+        assert K.compile_options(cfg_of(small), small, None) == K.QUICK_COMPILE
+    assert K.compile_options(cfg_of(large), large, None) is None
+    assert K.compile_options(cfg_of(small, restarts=4, key=jax.random.key(0)), small,
                               None) is None
     res = mj.fit(lambda p, x: -0.5 * (x - p["mu"]) ** 2, {"mu": 0.0}, small + 2.0)
     assert res.converged and float(res.params["mu"]) == pytest.approx(2.0)
-    if F._QUICK_COMPILE_UNKNOWN:   # the fit above compiled without them, and says so
-        assert F._compile_options(cfg_of(small), small, None) is None
+    if K.QUICK_COMPILE_UNKNOWN:   # the fit above compiled without them, and says so
+        assert K.compile_options(cfg_of(small), small, None) is None

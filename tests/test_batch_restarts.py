@@ -213,7 +213,7 @@ def test_mixture_restarts_bfgs_repacked_equal_plain(mixture_reference, monkeypat
     # repack= is not used) unless the block budget covers them all, as here.
     import importlib
 
-    monkeypatch.setattr(importlib.import_module("mlejax.fit"), "_RESTART_BLOCK_BYTES", 1 << 40)
+    monkeypatch.setattr(importlib.import_module("mlejax._kernels"), "RESTART_BLOCK_BYTES", 1 << 40)
     kw = dict(constraints=MIX_CONS, restarts=16, key=jax.random.key(1), method="bfgs",
               warn=False)
     plain = mj.fit(mixture_ll, _init(BAD_START), jnp.asarray(X_MIX), **kw)
@@ -250,12 +250,12 @@ def test_restarts_in_cpu_blocks_equal_one_block(monkeypatch):
     start at the precision floor may take a step more or fewer)."""
     import importlib
 
-    fit_module = importlib.import_module("mlejax.fit")
+    kernels = importlib.import_module("mlejax._kernels")
     kw = dict(constraints=MIX_CONS, restarts=8, key=jax.random.key(3), warn=False)
-    monkeypatch.setattr(fit_module, "_RESTART_BLOCK_BYTES", 3 * X_MIX.nbytes)
+    monkeypatch.setattr(kernels, "RESTART_BLOCK_BYTES", 3 * X_MIX.nbytes)
     blocked = mj.fit(mixture_ll, _init(BAD_START), jnp.asarray(X_MIX), **kw)
-    assert fit_module._restart_block(blocked.context.config, jnp.asarray(X_MIX), None) == 3
-    monkeypatch.setattr(fit_module, "_RESTART_BLOCK_BYTES", 1 << 40)
+    assert kernels.restart_block(blocked.context.config, jnp.asarray(X_MIX), None) == 3
+    monkeypatch.setattr(kernels, "RESTART_BLOCK_BYTES", 1 << 40)
     whole = mj.fit(mixture_ll, _init(BAD_START), jnp.asarray(X_MIX), **kw)
     _assert_same_starts(blocked, whole)
     assert_rel(blocked.loglik, whole.loglik, 1e-12, "best start")
@@ -270,9 +270,9 @@ def test_restarts_in_concurrent_shares_equal_one_program(monkeypatch):
 
     from mlejax import _blocks
 
-    fit_module = importlib.import_module("mlejax.fit")
+    kernels = importlib.import_module("mlejax._kernels")
     kw = dict(constraints=MIX_CONS, restarts=8, key=jax.random.key(3), warn=False)
-    monkeypatch.setattr(fit_module, "_RESTART_BLOCK_BYTES", X_MIX.nbytes)
+    monkeypatch.setattr(kernels, "RESTART_BLOCK_BYTES", X_MIX.nbytes)
     monkeypatch.setenv(_blocks.WORKERS_ENV, "1")
     one = mj.fit(mixture_ll, _init(BAD_START), jnp.asarray(X_MIX), **kw)
     monkeypatch.setenv(_blocks.WORKERS_ENV, "3")   # shares of 3, 3, 2 (+ a padded copy)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import mlejax as mj
-from mlejax.batching import _kernel  # the compiled-program cache of fit_batch
+from mlejax._kernels import kernel  # the compiled-program cache of fit_batch
 
 jax.config.update("jax_enable_x64", True)
 
@@ -50,10 +50,10 @@ def close(a, b, tol=1e-12):
 
 
 def test_chunks_equal_plain_and_compile_once(xs, plain):
-    compiled = _kernel(plain.context.config)  # the same static configuration
+    compiled = kernel(plain.context.config)  # the same static configuration
     before = compiled._cache_size()
     res = mj.fit_batch(normal_loglik, INIT, xs, constraints=CONS, chunk_size=20)
-    assert _kernel(res.context.config) is compiled
+    assert kernel(res.context.config) is compiled
     assert compiled._cache_size() == before + 1  # 10 chunks, one compilation
     traced = TRACES["n"]
     mj.fit_batch(normal_loglik, INIT, xs + 1.0, constraints=CONS, chunk_size=20)
@@ -70,9 +70,9 @@ def test_cpu_blocks_equal_one_block(xs, plain, monkeypatch):
     # block); a budget of 7 datasets makes 29 blocks of 7, the last padded with copies.
     import importlib
 
-    fit_module = importlib.import_module("mlejax.fit")
-    monkeypatch.setattr(fit_module, "_BLOCK_BYTES", 7 * xs.shape[1] * 8)
-    assert fit_module._batch_block(plain.context.config, xs, None) == 7
+    kernels = importlib.import_module("mlejax._kernels")
+    monkeypatch.setattr(kernels, "BLOCK_BYTES", 7 * xs.shape[1] * 8)
+    assert kernels.batch_block(plain.context.config, xs, None) == 7
     res = mj.fit_batch(normal_loglik, INIT, xs, constraints=CONS)
     for name in ("mu", "sigma"):
         assert close(res.params[name], plain.params[name])
@@ -84,7 +84,7 @@ def test_cpu_blocks_equal_one_block(xs, plain, monkeypatch):
     init_b = {"mu": np.linspace(-1, 1, xs.shape[0]), "sigma": np.full(xs.shape[0], 2.0)}
     blocked = mj.fit_batch(normal_loglik, init_b, xs, constraints=CONS, weights=w,
                            init_batched=True)
-    monkeypatch.setattr(fit_module, "_BLOCK_BYTES", 1 << 40)
+    monkeypatch.setattr(kernels, "BLOCK_BYTES", 1 << 40)
     whole = mj.fit_batch(normal_loglik, init_b, xs, constraints=CONS, weights=w,
                          init_batched=True)
     for name in ("mu", "sigma"):
@@ -99,14 +99,14 @@ def test_blocks_repacked_in_program_equal_one_program(xs, monkeypatch):
     # one vmapped program, stragglers included (every 10th dataset starts far away).
     import importlib
 
-    fit_module = importlib.import_module("mlejax.fit")
+    kernels = importlib.import_module("mlejax._kernels")
     init_b = {"mu": np.where(np.arange(xs.shape[0]) % 10 == 0, 40.0, 0.0),
               "sigma": np.where(np.arange(xs.shape[0]) % 10 == 0, 30.0, 1.0)}
     kw = dict(constraints=CONS, init_batched=True, warn=False)
-    monkeypatch.setattr(fit_module, "_BLOCK_BYTES", 1 << 40)
+    monkeypatch.setattr(kernels, "BLOCK_BYTES", 1 << 40)
     whole = mj.fit_batch(normal_loglik, init_b, xs, **kw)
-    monkeypatch.setattr(fit_module, "_BLOCK_BYTES", 5 * xs.shape[1] * 8)
-    monkeypatch.setattr(fit_module, "_SEGMENT", 2)
+    monkeypatch.setattr(kernels, "BLOCK_BYTES", 5 * xs.shape[1] * 8)
+    monkeypatch.setattr(kernels, "SEGMENT", 2)
     res = mj.fit_batch(normal_loglik, init_b, xs, **kw)
     steps = np.asarray(res.n_steps)
     hard, easy = steps[::10], np.delete(steps, np.s_[::10])
@@ -129,8 +129,8 @@ def test_concurrent_shares_equal_one_program(xs, plain, monkeypatch):
 
     from mlejax import _blocks
 
-    fit_module = importlib.import_module("mlejax.fit")
-    monkeypatch.setattr(fit_module, "_BLOCK_BYTES", 7 * xs.shape[1] * 8)
+    kernels = importlib.import_module("mlejax._kernels")
+    monkeypatch.setattr(kernels, "BLOCK_BYTES", 7 * xs.shape[1] * 8)
     monkeypatch.setenv(_blocks.WORKERS_ENV, "1")
     one = mj.fit_batch(normal_loglik, INIT, xs, constraints=CONS)
     monkeypatch.setenv(_blocks.WORKERS_ENV, "3")
@@ -192,7 +192,7 @@ def test_ragged_equals_fitting_each_alone(xs):
     res = mj.fit_batch(normal_loglik, INIT, mj.ragged(data), constraints=CONS)
     buckets = {mj.batching.bucket_length(n) for n in lengths}
     # One compiled program per length bucket, however many datasets.
-    assert _kernel(res.context.config)._cache_size() <= len(buckets)
+    assert kernel(res.context.config)._cache_size() <= len(buckets)
     assert np.array_equal(res.nobs, lengths)
     for i in (0, 1, 2):
         one = mj.fit(normal_loglik, INIT, data[i], constraints=CONS)

@@ -110,19 +110,17 @@ def test_loglik_not_finite_at_start():
 def test_loglik_not_finite_at_start_on_large_data(monkeypatch):
     """Over 1 MB of data the check reads the solver's first evaluation (no pass of its own):
     the same error, raised before the loop's program runs; a finite start fits as before."""
-    import importlib
-
-    fit_module = importlib.import_module("mlejax.fit")
+    from mlejax import _kernels
 
     x = jnp.asarray(np.abs(np.concatenate([X, np.full(200_000, 1.0)])))   # 1.6 MB
     loops = []
-    kernels = fit_module._checked_start_kernels
+    kernels = _kernels.checked_start_kernels
 
     def spy(cfg):
         init, rest = kernels(cfg)
         return init, lambda *a: loops.append(1) or rest(*a)
 
-    monkeypatch.setattr(fit_module, "_checked_start_kernels", spy)
+    monkeypatch.setattr(_kernels, "checked_start_kernels", spy)
     with pytest.raises(ValueError, match="not finite at init"):
         mj.fit(log_mu_ll, {"mu": jnp.asarray(-1.0)}, x)
     assert loops == []
