@@ -16,6 +16,7 @@ from mlejax import _validate as V
 from mlejax._config import Config
 from mlejax._configure import check_finite_at_init
 from mlejax._engine import batch_axes, best_of, loop_advance, loop_init, loop_result, solve_one, starts
+from mlejax._programs import program_cache
 from mlejax._objective import solver_setup, to_result
 from mlejax.result import FitResult
 from mlejax.status import Status
@@ -112,7 +113,7 @@ def kernel(cfg: Config, block: int | None = None, share: int | None = None,
     return _kernel_cached(cfg, block, share, options)
 
 
-@functools.lru_cache(maxsize=256)
+@program_cache
 def _kernel_cached(cfg: Config, block: int | None, share: int | None,
                    options: tuple | None = None):
 
@@ -214,7 +215,7 @@ def segmented(cfg: Config, block: int, count: int, first, start, data, weights, 
     return by_block(lambda loc: finish(take(st, loc), *at(loc)[1:]))
 
 
-@functools.lru_cache(maxsize=256)
+@program_cache
 def restart_kernels(cfg: Config, block: int, share: int):
     """``fit(restarts=R)`` as three programs, for running shares of the starts at the same
     time (:func:`mlejax._blocks.concurrently`): the starts, ``share`` of them fitted in
@@ -267,7 +268,7 @@ def fit_batch_concurrently(cfg: Config, start, data, weights, keys) -> FitResult
                                 (start, data, weights, keys), k, n)
 
 
-@functools.lru_cache(maxsize=64)
+@program_cache
 def checked_start_kernels(cfg: Config):
     """One fit as two programs: the loop's state at init (the solver's first evaluation),
     and the loop from there with the result; together the steps of one uninterrupted

@@ -19,7 +19,7 @@ from mlejax import penalties as _penalties
 from mlejax._attained import not_attained
 from mlejax._config import Config
 from mlejax._loop import LoopResult
-from mlejax._numerics import safe_inverse_pd, scaled_grad_norm
+from mlejax._numerics import scaled_grad_norm
 from mlejax._obs_chunks import ChunkedSum
 from mlejax.result import FitResult
 from mlejax.solvers import MinibatchGradient, Newton, bfgs, gradient, lbfgs
@@ -151,10 +151,8 @@ def to_result(cfg: Config, setup: Setup, out: LoopResult) -> FitResult:
     # standard errors from it (its ``exact`` flag); other solvers' Hessian is evaluated here.
     exact = getattr(state, "exact", None)
     finite_h = jnp.all(jnp.isfinite(hess)) if exact is None else exact
-    cov_u, pd = safe_inverse_pd(-hess)
-    cov_u = jnp.where(finite_h, cov_u, jnp.nan)
-    jac = jax.jacfwd(problem.natural_flat)(u_hat)
-    cov = jac @ cov_u @ jac.T
+    cov, pd = problem.natural_cov(u_hat, hess)
+    cov = jnp.where(finite_h, cov, jnp.nan)
     # A converged fit whose Hessian is not finite found the maximum (the gradient test) but
     # has no standard errors: NONFINITE_HESSIAN, its own diagnosis, never SINGULAR_HESSIAN.
     converged = out.status == Status.CONVERGED

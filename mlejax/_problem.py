@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mlejax._numerics import safe_inverse_pd
 from mlejax.constraints import Constraint
 
 __all__ = ["Problem", "flat_names", "make_problem"]
@@ -81,6 +82,16 @@ class Problem:
 
     def natural_flat(self, u: jax.Array) -> jax.Array:
         return self.flat_natural(self.to_natural(u))
+
+    def natural_cov(self, u_hat: jax.Array, hess: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The covariance of the natural parameters (flat, ``param_names`` order) from the
+        Hessian ``hess`` of the log-likelihood in ``u`` at the estimate ``u_hat``: the inverse
+        observed information mapped by the delta method, ``J (-H)^-1 J^T``; and whether
+        ``-H`` is positive definite (NaN covariance where not:
+        :func:`mlejax._numerics.safe_inverse_pd`)."""
+        cov_u, pd = safe_inverse_pd(-hess)
+        jac = jax.jacfwd(self.natural_flat)(u_hat)
+        return jac @ cov_u @ jac.T, pd
 
     def unravel_natural(self, flat: jax.Array) -> Any:
         leaves, i = [], 0
