@@ -57,20 +57,19 @@ def options(model: str, variant: str) -> None:
     import jax
     import numpy as np
 
-    import mlejax  # noqa: F401
     from benchmarks.workloads import zoo
+    from mlejax import _configure, _kernels
 
-    F = sys.modules["mlejax.fit"]
     spec = zoo.BUILDERS[model](1000)
     if spec.get("em"):
         raise SystemExit("options: the fit models only (mixreg is fitted by mj.em)")
     jax.jit(lambda x: x + 1).lower(np.float32(1)).compile()   # XLA's one-time start-up
-    cfg, start, data, weights, key = F._prepare(
+    cfg, start, data, weights, key = _configure.configure(
         spec["loglik"], spec["init"], spec["data"](1), constraints=spec["constraints"],
         weights=None, method="newton", optimizer=None, batch_size=None, max_steps=None,
         gtol=None, ftol=None, restarts=None, key=None, restart_scale=1.0, trace_len=None,
         batched=False, init_batched=False, solver_checks_init=True)
-    lowered = F._kernel(cfg, None).trace(start, data, weights, key).lower()
+    lowered = _kernels.kernel(cfg, None).trace(start, data, weights, key).lower()
     t0 = time.perf_counter()
     compiled = lowered.compile(VARIANTS[variant])
     compile_s = time.perf_counter() - t0

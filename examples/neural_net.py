@@ -3,7 +3,7 @@
 Two interleaved half-moons in 2-D (drawn with jax.random); a one-hidden-layer tanh network
 gives the logit of P(y = 1 | x), and mj.fit maximises the Bernoulli log-likelihood
 sum_i y_i eta_i - log(1 + exp(eta_i)) over the weights (a dict pytree of matrices) with
-optax's Adam, on the full data and then on minibatches (batch_size=, key=). A logistic
+optax's Adam, on the full data and then on minibatches (minibatch=, key=). A logistic
 regression (a straight boundary) and, if installed, scikit-learn's MLPClassifier (same
 architecture, no penalty) are the references.
 
@@ -103,7 +103,7 @@ def main(argv=None):
 
     # The network, stochastic: each step sees batch_size points drawn with replacement.
     mini = mj.fit(bernoulli_loglik, init, (x, y), method="gradient",
-                  optimizer=optax.adam(args.lr), batch_size=args.batch_size,
+                  optimizer=optax.adam(args.lr), minibatch=args.batch_size,
                   max_steps=args.steps, key=k_batch, warn=False)
     report(f"MLP, minibatch Adam (batch {args.batch_size})", mini, x, y)
     trace = np.asarray(full.trace)

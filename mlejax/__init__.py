@@ -28,6 +28,7 @@ from mlejax.constraints import (
 from mlejax import batching, distributed
 from mlejax.batching import Ragged, ragged
 from mlejax._fit import fit, fit_batch
+from mlejax.methods import BFGS, LBFGS, Gradient, Method, Newton
 from mlejax._warnings import FitWarning
 from mlejax import cache
 from mlejax.cache import enable_compilation_cache
@@ -90,6 +91,11 @@ __all__ = [
     "em",
     "kmeans",
     # core
+    "BFGS",
+    "Gradient",
+    "LBFGS",
+    "Method",
+    "Newton",
     "cache",
     "enable_compilation_cache",
     "Constraint",

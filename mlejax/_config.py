@@ -1,5 +1,5 @@
-"""The static configuration of a fit (:class:`Config`, the key of compiled-program caches),
-and the defaults a method gets."""
+"""The static configuration of a fit (:class:`Config`, the key of compiled-program caches).
+The defaults a method gets are its solver object's (:mod:`mlejax.methods`)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import dataclasses
 from typing import Any, Callable
 
 from mlejax._problem import Problem
+from mlejax.methods import default_settings
 
-__all__ = ["Config", "DEFAULT_MAX_STEPS", "loose_tolerance"]
-
-
-DEFAULT_MAX_STEPS = {"newton": 500, "bfgs": 500, "lbfgs": 1000, "gradient": 2000}
+__all__ = ["Config", "default_settings"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,18 +40,4 @@ class Config:
     obs_devices: tuple | None = None    # ... with the rows sharded over these devices
     checked_start: bool = False         # init checked on the solver's first evaluation
     init_in_trace: bool = False         # ... read from the fit's trace[0] after the program
-
-
-def loose_tolerance(method: str, gtol: float) -> float:
-    """The gradient tolerance that still counts as converged at the precision floor.
-
-    First-order ascent cannot do better than ``sqrt(gtol)``; a line-search method whose
-    log-likelihood stopped changing may still be far from the optimum in a parameter whose
-    effect on ``f`` is below rounding (float32), so it gets no slack; Newton's own test
-    certifies the floor, and ``10 gtol`` covers a gradient made of rounding.
-    """
-    if method == "gradient":
-        return gtol ** 0.5
-    if method in ("bfgs", "lbfgs"):
-        return gtol
-    return 10.0 * gtol
+    lbfgs_memory: int = 10              # curvature pairs kept by method="lbfgs"

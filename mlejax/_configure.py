@@ -20,8 +20,8 @@ from mlejax import _blocks
 from mlejax import _validate as V
 from mlejax import anneal as _anneal
 from mlejax import penalties as _penalties
-from mlejax._config import DEFAULT_MAX_STEPS, Config, loose_tolerance
-from mlejax._loop import default_tolerances
+from mlejax._config import Config
+from mlejax.methods import LBFGS, as_method
 from mlejax._problem import Problem, make_problem
 from mlejax.result import FitResult
 
@@ -37,6 +37,11 @@ def configure(loglik_fn, init, data, *, constraints, weights, method, optimizer,
     of its own is skipped here."""
     if not callable(loglik_fn):
         raise ValueError("loglik_fn must be a function loglik_fn(params, data).")
+    solver = as_method(method, optimizer=optimizer, batch_size=batch_size,
+                       max_steps=max_steps, gtol=gtol, ftol=ftol)
+    method = solver.name
+    optimizer = getattr(solver, "optimizer", None)
+    batch_size = getattr(solver, "minibatch", None)
     V.check_method(method, optimizer=optimizer, batch_size=batch_size, restarts=restarts,
                    key=key)
     init_fn = None
@@ -114,23 +119,12 @@ def configure(loglik_fn, init, data, *, constraints, weights, method, optimizer,
     if obs_devices is not None:
         data, weights = shard_rows(data, weights, obs_devices, dtype)
 
-    eps_g, eps_f = default_tolerances(dtype)
-    if method == "newton":
-        # A Newton step near the optimum costs little and converges quadratically: ask for
-        # eps^(3/4), which the rounding floor test in the loop relaxes where unreachable.
-        eps_g = float(jnp.finfo(dtype).eps) ** 0.75
-    if method == "gradient":
-        # First-order ascent with a fixed learning rate cannot reach eps^(2/3); sqrt(eps)
-        # on the scaled gradient is what it attains on well-conditioned problems.
-        # The same for the relative change of f per step.
-        eps_g = eps_f = float(jnp.finfo(dtype).eps) ** 0.5
-    steps = int(max_steps if max_steps is not None else DEFAULT_MAX_STEPS[method])
+    steps, gtol, ftol = solver.settings(dtype)   # the method's defaults for this dtype
     cfg = Config(
         loglik_fn=loglik_fn, problem=problem, per_obs=per_obs, has_weights=weights is not None,
-        method=method, optimizer=optimizer, batch_size=None if batch_size is None
-        else int(batch_size), max_steps=steps, gtol=float(gtol if gtol is not None else eps_g),
-        ftol=float(ftol if ftol is not None else eps_f),
-        loose=loose_tolerance(method, float(gtol if gtol is not None else eps_g)),
+        method=method, optimizer=optimizer, batch_size=batch_size, max_steps=steps, gtol=gtol,
+        ftol=ftol, loose=solver.loose_tolerance(gtol),
+        lbfgs_memory=getattr(solver, "memory", LBFGS.memory),
         # A batch carries K traces through every step of the loop: keep them short by default.
         trace_len=int(trace_len if trace_len is not None
                       else (min(steps + 1, 101) if batched else steps + 1)),

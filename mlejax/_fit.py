@@ -32,7 +32,7 @@ from mlejax._config import Config
 from mlejax._configure import check_init_in_trace, check_repack, configure
 from mlejax._kernels import (batch_block, fit_batch_concurrently, fit_checked_start,
                              fit_restarts_concurrently, restart_block)
-from mlejax._warnings import warn_fits
+from mlejax._warnings import renamed, warn_fits
 from mlejax.result import FitContext, FitResult
 
 __all__ = ["fit", "fit_batch"]
@@ -40,12 +40,12 @@ __all__ = ["fit", "fit_batch"]
 
 def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = None,
         weights: Any = None, method: str = "newton", optimizer: Any = None,
-        batch_size: int | None = None, max_steps: int | None = None, gtol: float | None = None,
+        minibatch: int | None = None, max_steps: int | None = None, gtol: float | None = None,
         ftol: float | None = None, restarts: int | None = None, key: jax.Array | None = None,
         restart_scale: float = 1.0, trace_len: int | None = None,
         penalty: Any = None, anneal: Any = None, canonical: Callable | None = None,
-        repack: int | None = None, obs_chunk: int | None = None, devices: Any = None,
-        warn: bool = True) -> FitResult:
+        repack: int | None = None, obs_chunk: int | None = None, obs_devices: Any = None,
+        warn: bool = True, batch_size: int | None = None, devices: Any = None) -> FitResult:
     """Maximises ``sum_i w_i loglik_fn(params, data)_i`` (``+ penalty(params)``) over ``params``.
 
     The solvers work on unconstrained coordinates (each constrained leaf through its
@@ -67,10 +67,16 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
       weights: non-negative per-observation weights (needs a per-observation log-likelihood).
       method: ``"newton"`` (trust-region Newton-Raphson, exact Hessian; the default), ``"bfgs"``,
         ``"lbfgs"`` (quasi-Newton with a weak-Wolfe line search) or ``"gradient"`` (any
-        optax ``optimizer``; stochastic with ``batch_size``).
+        optax ``optimizer``; stochastic with ``minibatch``); or a solver object carrying its
+        own settings (:mod:`mlejax.methods`): ``mj.Newton(max_steps=...)``, ``mj.BFGS()``,
+        ``mj.LBFGS(memory=...)``, ``mj.Gradient(optimizer, minibatch=...)``. With an object,
+        ``optimizer``, ``minibatch``, ``max_steps``, ``gtol`` and ``ftol`` go on the object,
+        not here (giving both is an error).
       optimizer: an optax optimiser for ``method="gradient"`` (default ``optax.adam(1e-2)``
         on the mean log-likelihood per observation).
-      batch_size: minibatch size for stochastic gradient ascent (needs ``key``).
+      minibatch: observations per step of stochastic gradient ascent (random minibatches;
+        needs ``key``). Formerly ``batch_size=``, which still works with a
+        ``DeprecationWarning``.
       max_steps: the step limit (default 500 newton, 500 bfgs, 1000 lbfgs, 2000 gradient).
       gtol: tolerance on the scaled gradient (default ``eps ** (2/3)`` of the dtype;
         ``eps ** (3/4)`` for ``method="newton"``, ``eps ** (1/2)`` for ``"gradient"``).
@@ -109,14 +115,16 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         since each chunk stays in cache (one logistic regression, n = 1e6, d = 20: the fit
         690 -> 394 ms with chunks of 1,000). On a GPU use large chunks or none.
         Bootstrap refits are chunked too; profile-likelihood refits see the whole data.
-      devices: shard the observations (axis 0 of every data leaf; ``loglik_fn`` per
+      obs_devices: shard the observations (axis 0 of every data leaf; ``loglik_fn`` per
         observation) over these devices, e.g. ``jax.devices()``: each device sums its own
         rows (in chunks of ``obs_chunk`` if given) and the sums are added across devices,
         so one large fit uses them all at once. ``n`` need not divide evenly (the last row
         is repeated at weight 0). On CPU, several host devices come from
         ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` set before JAX starts (one
         logistic regression, n = 1e6, d = 20, chunks of 1,000: the fit 394 ms on one
-        device, 210 ms on two). Not with ``restarts``, ``batch_size`` or ``anneal``.
+        device, 210 ms on two). Not with ``restarts``, ``minibatch`` or ``anneal``. Formerly
+        ``devices=``, which still works with a ``DeprecationWarning`` (in ``fit_batch``,
+        ``devices=`` shards the batch of fits, not the rows).
       warn: warn on the host when the fit did not converge or its Hessian is singular.
 
     Returns:
@@ -130,6 +138,8 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
       >>> bool(res.converged)
       True
     """
+    minibatch = renamed("batch_size", batch_size, "minibatch", minibatch)
+    obs_devices = renamed("devices", devices, "obs_devices", obs_devices)
     if repack is not None:
         check_repack(repack, anneal)
         if restarts is None:
@@ -137,10 +147,10 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
                              "well (for many datasets use fit_batch(..., repack=S)).")
     cfg, start, data, weights, key = configure(
         loglik_fn, init, data, constraints=constraints, weights=weights, method=method,
-        optimizer=optimizer, batch_size=batch_size, max_steps=max_steps, gtol=gtol, ftol=ftol,
+        optimizer=optimizer, batch_size=minibatch, max_steps=max_steps, gtol=gtol, ftol=ftol,
         restarts=restarts, key=key, restart_scale=restart_scale, trace_len=trace_len,
         batched=False, init_batched=False, penalty=penalty, anneal=anneal, canonical=canonical,
-        obs_chunk=obs_chunk, obs_devices=devices, solver_checks_init=True)
+        obs_chunk=obs_chunk, obs_devices=obs_devices, solver_checks_init=True)
     if cfg.checked_start:
         res = fit_checked_start(cfg, start, data, weights, key)
     elif repack is None or restart_block(cfg, data, weights) is not None:
@@ -173,15 +183,16 @@ def _first(tree):
 
 def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool = False,
               constraints: Any = None, weights: Any = None, method: str = "newton",
-              optimizer: Any = None, batch_size: int | None = None,
+              optimizer: Any = None, minibatch: int | None = None,
               max_steps: int | None = None, gtol: float | None = None, ftol: float | None = None,
               restarts: int | None = None, key: jax.Array | None = None,
               restart_scale: float = 1.0, trace_len: int | None = None,
-              chunk_size: int | None = None, repack: int | None = None, devices: Any = None,
-              progress: bool = False, checkpoint: str | None = None,
+              chunk_size: int | None = None, repack: int | None = None,
+              devices: Any = None, progress: bool = False, checkpoint: str | None = None,
               first_index: int = 0, penalty: Any = None, anneal: Any = None,
               canonical: Callable | None = None, obs_chunk: int | None = None,
-              warn: bool = True, out: str | None = None) -> FitResult:
+              warn: bool = True, out: str | None = None,
+              batch_size: int | None = None) -> FitResult:
     """Fits K independent datasets in one compiled program.
 
     Every leaf of ``data`` (and ``weights``) has a leading axis K; each dataset is fitted as
@@ -197,13 +208,18 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
     :func:`fit` (``anneal`` does not combine with ``repack``), and so is ``obs_chunk`` (chunks
     of each dataset's observations, axis 1 of the batched data).
 
-    Streaming and scale (see :mod:`mlejax.batching`): ``chunk_size`` streams the K datasets
+    ``method`` (a name or a solver object), ``minibatch`` and the tolerances are as in
+    :func:`fit`.
+
+    Streaming and scale (see :mod:`mlejax.batching`): ``chunk_size`` (datasets per chunk; not
+    ``obs_chunk``, which is rows of one dataset) streams the K datasets
     through one compiled program of that many at a time (``data`` may be NumPy memmaps, or a
     generator of batched chunks, or :func:`mlejax.ragged` datasets of different lengths);
     ``repack=S`` re-packs the fits still running every ``S`` steps into a smaller batch
     (on CPU only where the batch, or a chunk, is one block: in blocks each block already
     stops with its own fits);
-    ``devices`` shards the batch over devices; ``progress`` shows a bar per chunk;
+    ``devices`` shards the batch of fits over devices (in :func:`fit`, ``obs_devices``
+    shards one fit's rows); ``progress`` shows a bar per chunk;
     ``checkpoint=DIR`` saves each finished chunk and resumes from them (only for the same
     problem: a checkpoint written with other data, init, weights, log-likelihood or settings
     is refused with a ``ValueError`` naming what differs). Results then hold
@@ -231,8 +247,9 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
       >>> bool(jnp.allclose(batch.params["mu"], xs.mean(axis=1)))   # each fit its own MLE
       True
     """
+    minibatch = renamed("batch_size", batch_size, "minibatch", minibatch)
     options = dict(constraints=constraints, method=method, optimizer=optimizer,
-                   batch_size=batch_size, max_steps=max_steps, gtol=gtol, ftol=ftol,
+                   batch_size=minibatch, max_steps=max_steps, gtol=gtol, ftol=ftol,
                    restarts=restarts, key=key, restart_scale=restart_scale,
                    trace_len=trace_len, penalty=penalty, anneal=anneal, canonical=canonical,
                    obs_chunk=obs_chunk)

@@ -127,7 +127,8 @@ def solver_setup(cfg: Config, data, weights, key, fn=None) -> Setup:
     elif cfg.method == "bfgs":
         solver = bfgs(fn, scale, value_and_grad=fn.value_and_grad if chunked else None)
     elif cfg.method == "lbfgs":
-        solver = lbfgs(fn, scale, value_and_grad=fn.value_and_grad if chunked else None)
+        solver = lbfgs(fn, scale, cfg.lbfgs_memory,
+                       value_and_grad=fn.value_and_grad if chunked else None)
     elif cfg.batch_size is None:
         solver = gradient(fn, scale, cfg.optimizer)
     else:

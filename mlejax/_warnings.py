@@ -8,7 +8,7 @@ import numpy as np
 
 from mlejax.status import Status
 
-__all__ = ["FitWarning", "warn_fits"]
+__all__ = ["FitWarning", "renamed", "warn_fits"]
 
 
 class FitWarning(UserWarning):
@@ -53,3 +53,15 @@ def warn_fits(res) -> None:
         msg = res.message if n == 1 else "see result.summary() for the status counts"
         warnings.warn("the fit did not converge" + where.format(failed) + f": {msg}",
                       FitWarning, stacklevel=3)
+
+
+def renamed(old: str, old_value, new: str, new_value, *, stacklevel: int = 3):
+    """The value of a keyword renamed from ``old`` to ``new``: the old one still works, with
+    a ``DeprecationWarning`` naming the new; giving both is an error."""
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise ValueError(f"{old}= is the old name of {new}=: give only {new}=.")
+    warnings.warn(f"{old}= is renamed {new}= (same meaning); {old}= will be removed.",
+                  DeprecationWarning, stacklevel=stacklevel)
+    return old_value

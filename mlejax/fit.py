@@ -1,7 +1,8 @@
 """Temporary: the old private names of mlejax.fit, while the modules that used them move to
 the layered core (issue 21). Removed once nothing imports it."""
 # ruff: noqa
-from mlejax._config import DEFAULT_MAX_STEPS as _DEFAULT_MAX_STEPS, Config as _Config
+from mlejax._config import Config as _Config
+_DEFAULT_MAX_STEPS = {'newton': 500, 'bfgs': 500, 'lbfgs': 1000, 'gradient': 2000}
 from mlejax._configure import configure as _prepare, dataset_keys
 from mlejax._engine import (best_of as _best_of, starts as _starts, loop_start as _loop_start,
                             loop_advance as _loop_advance, loop_result as _loop_result,

@@ -2,7 +2,7 @@
 
 mlejax ``fit`` (trust-region Newton; the data summed in chunks of 1,000 observations,
 ``obs_chunk=1000``, and on CPU also with the rows sharded over one host device per core,
-``devices=jax.devices()``, in a child process started with
+``obs_devices=jax.devices()``, in a child process started with
 ``--xla_force_host_platform_device_count``, the subject where it runs; the default
 whole-data fit is shown too) against
 statsmodels ``Logit`` (Newton) and scikit-learn ``LogisticRegression`` (unpenalised;
@@ -66,7 +66,7 @@ data = jax.device_put((X, y), rows)
 
 def fit():
     res = mj.fit(L.logistic_loglik, {"beta": jnp.zeros(B.D)}, data, warn=False,
-                 obs_chunk=B.OBS_CHUNK, devices=jax.devices())
+                 obs_chunk=B.OBS_CHUNK, obs_devices=jax.devices())
     jax.block_until_ready(res.params)
     return res
 
