@@ -49,6 +49,10 @@ class Method:
       max_steps: the step limit.
       gtol: tolerance on the scaled gradient ``max_i |g_i| max(|u_i|, 1) / max(|f|, 1)``.
       ftol: tolerance on the relative change of the log-likelihood per step.
+
+    Example:
+      >>> mj.Newton().settings(jnp.float64)[0], mj.Method.__subclasses__()[0] is mj.Newton
+      (500, True)
     """
 
     name: ClassVar[str] = ""
@@ -93,6 +97,13 @@ class Newton(Method):
 
     At the precision floor ``10 gtol`` counts as converged: Newton's own test certifies the
     floor, and the slack covers a gradient made of rounding.
+
+    Example:
+      >>> loglik = lambda p, x: jax.scipy.stats.norm.logpdf(x, p["mu"], 1.0)
+      >>> res = mj.fit(loglik, {"mu": 0.0}, jnp.array([1.0, 2.0, 4.0]),
+      ...              method=mj.Newton(max_steps=20))
+      >>> round(float(res.params["mu"]), 6), res.method
+      (2.333333, 'newton')
     """
 
     name: ClassVar[str] = "newton"
@@ -112,6 +123,12 @@ class BFGS(Method):
 
     A line-search method whose log-likelihood stopped changing may still be far from the
     optimum in a parameter whose effect is below rounding (float32): no slack on ``gtol``.
+
+    Example:
+      >>> loglik = lambda p, x: jax.scipy.stats.norm.logpdf(x, p["mu"], 1.0)
+      >>> res = mj.fit(loglik, {"mu": 0.0}, jnp.array([1.0, 2.0, 4.0]), method=mj.BFGS())
+      >>> round(float(res.params["mu"]), 6), res.method
+      (2.333333, 'bfgs')
     """
 
     name: ClassVar[str] = "bfgs"
@@ -121,7 +138,15 @@ class BFGS(Method):
 @dataclasses.dataclass(frozen=True)
 class LBFGS(Method):
     """Limited-memory BFGS keeping the last ``memory`` curvature pairs (weak-Wolfe line
-    search), for many parameters."""
+    search), for many parameters.
+
+    Example:
+      >>> loglik = lambda p, x: jax.scipy.stats.norm.logpdf(x, p["mu"], 1.0)
+      >>> x = jnp.linspace(-1.0, 1.0, 8)
+      >>> res = mj.fit(loglik, {"mu": jnp.zeros(8) + 3.0}, x, method=mj.LBFGS(memory=5))
+      >>> bool(jnp.allclose(res.params["mu"], x, atol=1e-4))   # each mu_i = x_i
+      True
+    """
 
     name: ClassVar[str] = "lbfgs"
     default_max_steps: ClassVar[int] = 1000
@@ -141,6 +166,15 @@ class Gradient(Method):
 
     First-order ascent with a fixed learning rate cannot reach ``eps ** (2/3)``: its
     tolerances are ``sqrt(eps)``, and ``sqrt(gtol)`` counts as converged at the floor.
+
+    Example:
+      >>> import optax
+      >>> loglik = lambda p, x: jax.scipy.stats.norm.logpdf(x, p["mu"], 1.0)
+      >>> x = jnp.linspace(0.0, 2.0, 64)
+      >>> res = mj.fit(loglik, {"mu": 0.0}, x, method=mj.Gradient(optax.adam(0.1),
+      ...              minibatch=16), key=jax.random.key(0), warn=False)
+      >>> abs(float(res.params["mu"]) - 1.0) < 0.2
+      True
     """
 
     name: ClassVar[str] = "gradient"
