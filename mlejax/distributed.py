@@ -24,7 +24,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from mlejax.fit import fit_batch
+from mlejax._fit import fit_batch
 from mlejax.result import FitContext, FitResult
 
 __all__ = ["fit_batch_distributed", "process_share"]

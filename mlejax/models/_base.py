@@ -29,7 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlejax.fit import FitWarning, fit, fit_batch
+from mlejax._fit import fit, fit_batch
+from mlejax._warnings import FitWarning
 from mlejax._numerics import normal_quantile
 from mlejax.result import FitResult
 

@@ -31,7 +31,7 @@ from jax.scipy import stats as jst
 
 from mlejax import constraints as C
 from mlejax._loop import default_tolerances, iterate
-from mlejax.fit import fit, fit_batch
+from mlejax._fit import fit, fit_batch
 from mlejax.models._base import RegressionResult, _concrete
 from mlejax.models._levenberg_marquardt import LevenbergMarquardt
 

@@ -46,7 +46,7 @@ Where the autodiff Hessian has non-finite entries although ``f`` and ``g`` are f
 0`` in a second derivative: cut-points padded with -inf/+inf), the Hessian is replaced by a
 BFGS model of ``-H`` (from ``||g|| I`` at the start, or from the last finite Hessian), updated
 with each trial's secant pair, so the fit still climbs and converges superlinearly; the state's
-``exact`` flag tells the result (``mlejax.fit._result``) that no standard errors can come from
+``exact`` flag tells the result (``mlejax._objective.to_result``) that no standard errors can come from
 it (status ``NONFINITE_HESSIAN``), and the rounding-floor tests above, which trust the
 Hessian, are off while it is a model.
 
