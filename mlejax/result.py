@@ -17,7 +17,7 @@ import numpy as np
 from mlejax._numerics import normal_quantile
 from mlejax.status import HasStatus, Status, message
 
-__all__ = ["FitContext", "FitResult"]
+__all__ = ["DATA_FIELDS", "META_FIELDS", "FitContext", "FitResult"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,9 +226,14 @@ class FitResult(HasStatus):
                 f"status={Status(int(self.status)).name}, n_steps={int(self.n_steps)})")
 
 
-_DATA_FIELDS = ["params", "loglik", "status", "n_steps", "trace", "cov", "stderr", "grad_norm",
-                "nobs", "restarts", "n_best", "objective", "df_effective"]
-_META_FIELDS = ["param_names", "df_model", "method", "context", "penalty", "leaf_order"]
+#: FitResult's array fields (pytree leaves) and its static fields, for code that rebuilds or
+#: stores results field by field (batching, result files).
+DATA_FIELDS = ["params", "loglik", "status", "n_steps", "trace", "cov", "stderr", "grad_norm",
+               "nobs", "restarts", "n_best", "objective", "df_effective"]
+META_FIELDS = ["param_names", "df_model", "method", "context", "penalty", "leaf_order"]
+# Temporary: the old private names, until mlejax.batching reads the public ones (issue 21).
+_DATA_FIELDS = DATA_FIELDS
+_META_FIELDS = META_FIELDS
 
 
 class FitContext:
@@ -248,7 +253,7 @@ class FitContext:
 
     def __repr__(self) -> str:
         return f"FitContext(method={self.config.method!r})"
-jax.tree_util.register_dataclass(FitResult, data_fields=_DATA_FIELDS, meta_fields=_META_FIELDS)
+jax.tree_util.register_dataclass(FitResult, data_fields=DATA_FIELDS, meta_fields=META_FIELDS)
 
 
 def _fmt(x: float, width: int = 11) -> str:
