@@ -23,14 +23,17 @@ import dataclasses
 import importlib
 import os
 import platform
+import re
+import shlex
 import statistics
 import sys
+import tempfile
 import time
 from typing import Any, Callable
 
-__all__ = ["Context", "Group", "Row", "Target", "Timing", "format_table", "machine",
-           "measure", "measure_peer", "optional", "plot", "report_dict", "single_threaded",
-           "versions"]
+__all__ = ["MD_BEGIN", "MD_END", "Context", "Group", "Row", "Target", "Timing", "format_table",
+           "machine", "markdown_report", "measure", "measure_peer", "optional", "plot",
+           "report_dict", "single_threaded", "versions", "write_marked"]
 
 
 @dataclasses.dataclass
@@ -416,8 +419,97 @@ def report_dict(groups: list[Group], *, argv: list[str], started: float,
                            "targets": [dict(dataclasses.asdict(t), met=t.met)
                                        for t in g.targets]})
     return {"command": argv, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "date_utc": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "wall_s": time.perf_counter() - started, "machine": machine(),
             "versions": versions(), "groups": out_groups, "errors": errors}
+
+
+# ------------------------------------------------------------------------------- markdown
+MD_BEGIN = "<!-- suite:begin -->"
+MD_END = "<!-- suite:end -->"
+
+
+def markdown_report(report: dict, table: str) -> str:
+    """The run for a Markdown file: when (UTC) and how it ran, the machine, the versions and
+    the device, then ``table`` (:func:`format_table`: figures, targets, checks, notes) and
+    the workloads that failed. ``report`` is :func:`report_dict`'s."""
+    m, v = report["machine"], report["versions"]
+    end = report.get("date_utc") or report["date"]
+    wall = report["wall_s"]
+    took = f"{wall / 60:.1f} min" if wall >= 120 else f"{wall:.0f} s"
+    cmd = shlex.join(str(a) for a in report["command"])
+    quick = " `--quick`: tiny sizes, the figures mean little." if report.get("quick") else ""
+    hw = f"{m['cpu']} x{m['cpu_count']}"
+    if m.get("cpu_freq_mhz"):
+        hw += f" ({m['cpu_freq_mhz'] / 1000:.1f} GHz)"
+    if m.get("memory_gb"):
+        hw += f", {m['memory_gb']} GiB"
+    load = m.get("loadavg")
+    load_s = (f"; load average at the end {', '.join(f'{x:.1f}' for x in load)} "
+              f"(1, 5, 15 min) on {m['cpu_count']} cores") if load else ""
+    have = ", ".join(f"{k} {val}" for k, val in v.items() if val)
+    missing = [k for k, val in v.items() if not val]
+    lines = [
+        f"**Suite run** (written by the suite's `--results-md`): ended {end}, "
+        f"{took}, `{cmd}`.{quick}",
+        "",
+        f"**Machine.** {hw}; {m['platform']}{load_s}. Device: {m['backend']} "
+        f"({', '.join(m['devices'])}), x64 {'on' if m.get('x64') else 'off'}. "
+        f"Versions: {have}" + (f"; not installed: {', '.join(missing)}." if missing else "."),
+        "",
+        table,
+    ]
+    if report.get("errors"):
+        lines += ["", "Errors (these workloads did not finish):"]
+        lines += [f"- {k}: {err}" for k, err in report["errors"].items()]
+    return "\n".join(lines)
+
+
+_HEADING = re.compile(r"^#{1,6}(\s|$)")
+
+
+def write_marked(path: str, body: str) -> None:
+    """Writes ``body`` into the Markdown file ``path`` between :data:`MD_BEGIN` and
+    :data:`MD_END`, replacing what was between them; everything outside is kept byte for
+    byte. Without the markers they are inserted after the file's first heading (at the top
+    when it has none; a missing file is created). The new file replaces the old one in one
+    ``os.replace``, so a reader never sees half of it and a failed run leaves it as it was.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        text, mode = "", 0o644
+    body = body.strip("\n")
+    block = f"{MD_BEGIN}\n{body}\n{MD_END}"
+    nb, ne = text.count(MD_BEGIN), text.count(MD_END)
+    if (nb, ne) == (1, 1) and text.index(MD_BEGIN) < text.index(MD_END):
+        i, j = text.index(MD_BEGIN), text.index(MD_END) + len(MD_END)
+        new = text[:i] + block + text[j:]
+    elif nb == ne == 0:
+        lines = text.splitlines(keepends=True)
+        at = next((k + 1 for k, line in enumerate(lines) if _HEADING.match(line)), 0)
+        head, rest = "".join(lines[:at]), "".join(lines[at:])
+        if head and not head.endswith("\n"):
+            head += "\n"
+        new = head + ("\n" if head else "") + block + "\n" + \
+            ("" if not rest or rest.startswith("\n") else "\n") + rest
+    else:
+        raise ValueError(f"{path}: expected one {MD_BEGIN} before one {MD_END}; found "
+                         f"{nb} and {ne} (out of order or repeated). Fix the markers by hand "
+                         "(the suite replaces only what lies between them).")
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                               prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(new)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def plot(groups: list[Group], path: str) -> str | None:
@@ -431,7 +523,7 @@ def plot(groups: list[Group], path: str) -> str | None:
                 "(or pip install -e '.[bench]'); the table and JSON are unaffected.")
     mpl.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker  # noqa: F401  (mpl.ticker below)
+    from matplotlib import ticker
 
     shown = [g for g in groups if any(r.runs for r in g.rows)]
     if not shown:
@@ -451,7 +543,7 @@ def plot(groups: list[Group], path: str) -> str | None:
         ax.barh(y, med, xerr=[lo, hi], color=[colors.get(r.role, "tab:purple") for r in rows])
         ax.set_yticks(y, [r.method for r in rows], fontsize=8)
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xlabel(f"seconds per {g.unit} (median, min-max)")
         ax.set_title(f"{g.workload}: {g.label}", fontsize=9)
     for ax in list(axes.flat)[len(shown):]:

@@ -2,6 +2,7 @@
 
     python -m benchmarks [--quick] [--only NAME[,NAME]] [--sizes 1000,10000] [--repeats 5]
                          [--json out.json] [--plot out.png] [--device cpu|gpu]
+                         [--results-md benchmarks/RESULTS.md]
     mlejax bench ...                      # the same (mlejax/cli.py)
 
 Workloads (``--sizes`` sets the size named in brackets):
@@ -72,6 +73,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
                     help="write everything (machine, versions, device, rows, targets) here")
     ap.add_argument("--plot", default=None, metavar="PATH",
                     help="draw a chart (needs matplotlib)")
+    ap.add_argument("--results-md", default=None, metavar="PATH",
+                    help=f"write the run (UTC date, command, machine, versions, device), the "
+                         f"table and the targets into this Markdown file between "
+                         f"{H.MD_BEGIN} and {H.MD_END} (inserted after its first heading "
+                         f"when absent); the rest of the file is kept. The full run that "
+                         f"benchmarks/RESULTS.md opens with: --results-md benchmarks/RESULTS.md")
     return ap
 
 
@@ -177,7 +184,8 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
           f"{m['cpu']} x{m['cpu_count']}, {', '.join(m['devices'])}, jax "
           f"{report['versions']['jax']}, load average {m['loadavg']}, "
           f"{time.strftime('%Y-%m-%d')}\n")
-    print(H.format_table(groups))
+    table = H.format_table(groups)
+    print(table)
     if errors:
         print("\nErrors (these workloads did not finish):")
         for k, v in errors.items():
@@ -189,6 +197,9 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     if args.plot:
         msg = H.plot(groups, args.plot)
         print(f"\n{msg}" if msg else f"\nchart written to {args.plot}")
+    if args.results_md:
+        H.write_marked(args.results_md, H.markdown_report(report, table))
+        print(f"\nresults written to {args.results_md}, between {H.MD_BEGIN} and {H.MD_END}")
     return report
 
 

@@ -55,3 +55,44 @@ def test_bench_quick_nist_module_entry(capsys):
 def test_bench_rejects_unknown_workload():
     with pytest.raises(SystemExit, match="unknown workload"):
         suite.main(["--only", "no_such_workload"])
+
+
+def test_results_md_between_markers(tmp_path):
+    """``--results-md``: the markers go in once, after the first heading; a second write
+    replaces only what lies between them; the rest of the file is kept byte for byte."""
+    from benchmarks import harness
+
+    assert suite.parser().parse_args(["--results-md", "R.md"]).results_md == "R.md"
+    path = tmp_path / "RESULTS.md"
+    intro, history = "Produced by the suite.\n", "## History\n\n- tried a thing: 2x.\n"
+    path.write_text(f"# Results\n\n{intro}\n{history}")
+    report = {"command": ["python", "-m", "benchmarks", "--only", "nist"],
+              "date": "2026-12-05 18:00:00 CET", "date_utc": "2026-12-05 17:00:00 UTC",
+              "wall_s": 90.0, "quick": False, "errors": {"zoo:10": "RuntimeError: boom"},
+              "machine": {"cpu": "Test CPU", "cpu_count": 2, "platform": "Linux-test",
+                          "backend": "cpu", "devices": ["cpu:cpu"], "x64": True,
+                          "loadavg": [1.0, 1.5, 2.0], "memory_gb": 8.0},
+              "versions": {"python": "3.11", "jax": "0.10.2", "optimistix": None}}
+    first = harness.markdown_report(report, "| a | b |\n|---|--:|\n| x | 1 |")
+    harness.write_marked(str(path), first)
+    text = path.read_text()
+    assert text.startswith(f"# Results\n\n{harness.MD_BEGIN}\n**Suite run**")
+    assert text.endswith(f"{harness.MD_END}\n\n{intro}\n{history}")
+    assert text.count(harness.MD_BEGIN) == text.count(harness.MD_END) == 1
+    for part in ("2026-12-05 17:00:00 UTC", "`python -m benchmarks --only nist`", "Test CPU x2",
+                 "jax 0.10.2", "not installed: optimistix", "Device: cpu (cpu:cpu)",
+                 "| x | 1 |", "zoo:10: RuntimeError: boom"):
+        assert part in text, part
+
+    harness.write_marked(str(path), "second run\n\n| y | 2 |")
+    again = path.read_text()
+    assert again == (f"# Results\n\n{harness.MD_BEGIN}\nsecond run\n\n| y | 2 |\n"
+                     f"{harness.MD_END}\n\n{intro}\n{history}")
+    harness.write_marked(str(path), "second run\n\n| y | 2 |")
+    assert path.read_text() == again                       # idempotent
+    assert [p.name for p in tmp_path.iterdir()] == ["RESULTS.md"]   # no temp file left
+
+    path.write_text(f"{harness.MD_END}\n{harness.MD_BEGIN}\n")
+    with pytest.raises(ValueError, match="markers by hand"):
+        harness.write_marked(str(path), "x")
+    assert path.read_text() == f"{harness.MD_END}\n{harness.MD_BEGIN}\n"   # untouched
