@@ -59,7 +59,10 @@ class _Imports(ast.NodeVisitor):
     def _edge(self, target: str) -> None:
         if target in MODULES and target != self.name:
             self.edges.add(target)
-            self.edges.update(p for p in _parents(target) if p in MODULES and p != self.name)
+            # The packages Python initialises first, except this module's own packages
+            # (already being imported when this module runs).
+            own = set(_parents(self.name)) | {self.name}
+            self.edges.update(p for p in _parents(target) if p in MODULES and p not in own)
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
