@@ -18,8 +18,8 @@ import jax.numpy as jnp
 from jax.scipy import stats as jst
 
 from mlejax import constraints as C
-from mlejax.models._base import Model
-from mlejax.models.glm import _check_exact_fit, _wls
+from mlejax._models.base import Model
+from mlejax._models.common import check_exact_fit, wls
 
 __all__ = ["StudentT"]
 
@@ -80,7 +80,7 @@ class StudentT(Model):
         return 2 if self.df is None else 1
 
     def start(self, X, y, offset, w):
-        beta = _wls(X, y - offset, w)
+        beta = wls(X, y - offset, w)
         r = jnp.abs(y - offset - X @ beta)
         # Weighted median of |r| (the weights are frequency weights; 0 marks padding).
         order = jnp.argsort(r)
@@ -98,4 +98,4 @@ class StudentT(Model):
 
     def check_separation(self, X, y, inside, names, batched):
         del names
-        _check_exact_fit(X, y, inside, batched, "the Student-t regression")
+        check_exact_fit(X, y, inside, batched, "the Student-t regression")

@@ -50,19 +50,14 @@ from jax.scipy import special as jsp
 from jax.scipy import stats as jst
 
 from mlejax import constraints as C
-from mlejax.models._base import Model, _where, separation_flags
+from mlejax._models.base import Model, separation_flags
+from mlejax._models.common import check_exact_fit, in_datasets, wls
 
 __all__ = ["Linear", "Logistic", "Probit", "Poisson", "NegativeBinomial", "Gamma"]
 
 
 def _eta(params, data):
     return data["X"] @ params["beta"] + data["offset"]
-
-
-def _wls(X, z, w):
-    """Weighted least squares ``argmin sum w (z - X b)^2`` (a starting point)."""
-    sw = jnp.sqrt(w)
-    return jnp.linalg.lstsq(X * sw[:, None], z * sw)[0]
 
 
 # ------------------------------------------------------------------------ log-likelihoods
@@ -120,11 +115,11 @@ def _check_binary(y, inside, batched, name):
     if np.any(bad):
         vals = np.unique(y[bad])[:5].tolist()
         raise ValueError(f"y must be binary (0 or 1) for {name}; got values such as {vals}"
-                         f"{_where(bad.any(1), batched)}. Recode the response.")
+                         f"{in_datasets(bad.any(1), batched)}. Recode the response.")
     for v in (0, 1):
         same = np.all(np.where(inside, y == v, True), axis=1)
         if np.any(same):
-            raise ValueError(f"every y is {v}{_where(same, batched)}: the intercept's MLE is "
+            raise ValueError(f"every y is {v}{in_datasets(same, batched)}: the intercept's MLE is "
                              f"{'-' if v == 0 else '+'}infinity and {name} has no MLE. Both "
                              "outcomes must occur.")
 
@@ -134,11 +129,11 @@ def _check_counts(y, inside, batched, name):
     if np.any(bad):
         vals = np.unique(y[bad])[:5].tolist()
         raise ValueError(f"y must hold non-negative integer counts for {name}; got values such "
-                         f"as {vals}{_where(bad.any(1), batched)}. Use Gamma or Linear for "
+                         f"as {vals}{in_datasets(bad.any(1), batched)}. Use Gamma or Linear for "
                          "continuous responses.")
     zero = np.all(np.where(inside, y == 0, True), axis=1)
     if np.any(zero):
-        raise ValueError(f"every count is 0{_where(zero, batched)}: the MLE of the rate is 0 "
+        raise ValueError(f"every count is 0{in_datasets(zero, batched)}: the MLE of the rate is 0 "
                          f"(the intercept goes to -infinity) and {name} has no MLE.")
 
 
@@ -162,25 +157,10 @@ def _single_column_separation(X, y, inside, names, batched, name):
             split = m0_hi[k] if up else m1_hi[k]
             rel = (f"every y=1 has {names[j]} >= {split:.6g} >= every y=0" if up else
                    f"every y=0 has {names[j]} >= {split:.6g} >= every y=1")
-            raise ValueError(f"perfect separation{_where(sep, batched)}: {rel}, so the "
+            raise ValueError(f"perfect separation{in_datasets(sep, batched)}: {rel}, so the "
                              f"coefficient of {names[j]!r} diverges to "
                              f"{'+' if up else '-'}infinity and {name} has no MLE. Drop or "
                              "merge that variable, or use a penalised fit.")
-
-
-def _check_exact_fit(X, y, inside, batched, name):
-    """An exact linear fit puts the MLE of sigma at 0."""
-    Xm = X * inside[..., None]
-    ym = y * inside
-    beta = np.einsum("kdn,kn->kd", np.linalg.pinv(Xm), ym)
-    r = (ym - np.einsum("knd,kd->kn", Xm, beta))
-    rss = np.sum(r ** 2, axis=1)
-    tss = np.sum((ym - ym.sum(1, keepdims=True) / np.maximum(inside.sum(1, keepdims=True), 1)
-                  * inside) ** 2, axis=1)
-    exact = rss <= 1e-24 * np.maximum(tss, np.sum(ym ** 2, axis=1))
-    if np.any(exact):
-        raise ValueError(f"y is an exact linear function of X{_where(exact, batched)}: the MLE of "
-                         f"sigma is 0 (on the boundary) and {name} has no MLE.")
 
 
 # ------------------------------------------------------------------------ the models
@@ -227,7 +207,7 @@ class Linear(Model):
         return 1
 
     def start(self, X, y, offset, w):
-        beta = _wls(X, y - offset, w)
+        beta = wls(X, y - offset, w)
         r = y - offset - X @ beta
         return {"beta": beta, "sigma": jnp.sqrt(jnp.sum(w * r * r) / jnp.sum(w))}
 
@@ -236,7 +216,7 @@ class Linear(Model):
 
     def check_separation(self, X, y, inside, names, batched):
         del names
-        _check_exact_fit(X, y, inside, batched, "the linear regression")
+        check_exact_fit(X, y, inside, batched, "the linear regression")
 
 
 class _Binary(Model):
@@ -337,7 +317,7 @@ class Poisson(Model):
         return poisson_loglik
 
     def start(self, X, y, offset, w):
-        return {"beta": _wls(X, jnp.log(y + 0.5) - offset, w)}
+        return {"beta": wls(X, jnp.log(y + 0.5) - offset, w)}
 
     def check_y(self, y, inside, batched):
         _check_counts(y, inside, batched, "Poisson regression")
@@ -378,7 +358,7 @@ class NegativeBinomial(Model):
         return 1
 
     def start(self, X, y, offset, w):
-        beta = _wls(X, jnp.log(y + 0.5) - offset, w)
+        beta = wls(X, jnp.log(y + 0.5) - offset, w)
         mu = jnp.exp(X @ beta + offset)
         alpha = jnp.sum(w * ((y - mu) ** 2 - mu)) / jnp.sum(w * mu * mu)
         return {"alpha": jnp.clip(alpha, 0.05, 5.0), "beta": beta}
@@ -435,10 +415,10 @@ class Gamma(Model):
 
     def start(self, X, y, offset, w):
         if self.link == "log":
-            beta = _wls(X, jnp.log(y) - offset, w)
+            beta = wls(X, jnp.log(y) - offset, w)
             mu = jnp.exp(X @ beta + offset)
         else:
-            beta = _wls(X, 1.0 / y - offset, w)
+            beta = wls(X, 1.0 / y - offset, w)
             mu = 1.0 / (X @ beta + offset)
         phi = jnp.sum(w * ((y - mu) / mu) ** 2) / jnp.sum(w)
         return {"beta": beta, "shape": jnp.clip(1.0 / phi, 0.1, 1e4)}
@@ -448,7 +428,7 @@ class Gamma(Model):
         if np.any(bad):
             vals = np.unique(y[bad])[:5].tolist()
             raise ValueError(f"y must be strictly positive for Gamma regression; got values "
-                             f"such as {vals}{_where(bad.any(1), batched)}.")
+                             f"such as {vals}{in_datasets(bad.any(1), batched)}.")
 
     def mean(self, params, X, offset):
         eta = X @ params["beta"] + offset

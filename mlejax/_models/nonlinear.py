@@ -32,8 +32,9 @@ from jax.scipy import stats as jst
 from mlejax import constraints as C
 from mlejax._loop import default_tolerances, iterate
 from mlejax._fit import fit, fit_batch
-from mlejax.models._base import RegressionResult, _concrete
-from mlejax.models._levenberg_marquardt import LevenbergMarquardt
+from mlejax._numerics import is_concrete
+from mlejax._models.base import RegressionResult
+from mlejax._models.levenberg_marquardt import LevenbergMarquardt
 
 __all__ = ["Nonlinear"]
 
@@ -230,7 +231,7 @@ class Nonlinear:
         if getattr(out, "shape", None) != (n,):
             raise ValueError(f"f(x, b) must return one mean per observation, shape ({n},); got "
                              f"{getattr(out, 'shape', out)}.")
-        if _concrete((y, b0, w)):
+        if is_concrete((y, b0, w)):
             yn = np.asarray(y)
             if not np.all(np.isfinite(yn)):
                 raise ValueError(f"y contains {int(np.sum(~np.isfinite(yn)))} NaN or infinite "

@@ -4,18 +4,20 @@
     >>> res = mj.models.Logistic().fit_batch(Xs, ys)    # (K, n, d), (K, n)
     >>> print(res.summary()); res.predict(X_new)
 
-Design-matrix models (:mod:`mlejax.models.glm`, :mod:`mlejax.models.robust`): ``Linear``,
+Design-matrix models (``mlejax/_models/glm.py``, ``robust.py``): ``Linear``,
 ``Logistic``, ``Probit``, ``Poisson``, ``NegativeBinomial``, ``Gamma``, ``StudentT``; each
 prepends a ``const`` column unless ``X`` has a constant column (``intercept=False`` turns this
 off) and takes ``weights=``, ``offset=`` and, for the log links, ``exposure=``.
-``Nonlinear(f)`` (:mod:`mlejax.models.nonlinear`) fits ``y = f(x, b) + N(0, sigma^2)`` and adds
+``Nonlinear(f)`` (``mlejax/_models/nonlinear.py``) fits ``y = f(x, b) + N(0, sigma^2)`` and adds
 the Gauss-Newton standard errors. Every fit returns a :class:`RegressionResult`.
 """
 
-from mlejax.models._base import Model, RegressionResult, SeparationWarning
-from mlejax.models.glm import Gamma, Linear, Logistic, NegativeBinomial, Poisson, Probit
-from mlejax.models.nonlinear import Nonlinear
-from mlejax.models.robust import StudentT
+from __future__ import annotations
+
+from mlejax._models.base import Model, RegressionResult, SeparationWarning
+from mlejax._models.glm import Gamma, Linear, Logistic, NegativeBinomial, Poisson, Probit
+from mlejax._models.nonlinear import Nonlinear
+from mlejax._models.robust import StudentT
 
 __all__ = [
     "Gamma",

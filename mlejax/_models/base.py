@@ -31,8 +31,10 @@ import numpy as np
 
 from mlejax._fit import fit, fit_batch
 from mlejax._warnings import FitWarning
-from mlejax._numerics import normal_quantile
+from mlejax._numerics import is_concrete, normal_quantile
+from mlejax._models.common import in_datasets
 from mlejax.result import FitResult
+from mlejax.status import HasStatus
 
 __all__ = ["Model", "RegressionResult", "SeparationWarning"]
 
@@ -54,7 +56,7 @@ class SeparationWarning(FitWarning):
 
 
 @dataclasses.dataclass(frozen=True)
-class RegressionResult:
+class RegressionResult(HasStatus):
     """A fitted regression: the core :class:`~mlejax.FitResult` with names and ``predict``.
 
     Attributes:
@@ -110,14 +112,6 @@ class RegressionResult:
     @property
     def status(self) -> jax.Array:
         return self.fit_result.status
-
-    @property
-    def converged(self) -> jax.Array:
-        return self.fit_result.converged
-
-    @property
-    def message(self):
-        return self.fit_result.message
 
     @property
     def nobs(self) -> jax.Array:
@@ -235,19 +229,6 @@ def _float_dtype(*arrays):
     return dt if jnp.issubdtype(dt, jnp.floating) else jnp.result_type(float)
 
 
-def _concrete(tree) -> bool:
-    return not any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(tree))
-
-
-def _where(mask: np.ndarray, batched: bool, what: str = "dataset") -> str:
-    if not batched:
-        return ""
-    idx = np.flatnonzero(mask)
-    shown = ", ".join(str(i) for i in idx[:8])
-    more = f" and {idx.size - 8} more" if idx.size > 8 else ""
-    return f" (in {what}s [{shown}{more}], {idx.size} of {mask.size})"
-
-
 def make_design(model: "Model", X, y, *, weights, offset, exposure, feature_names,
                 batched: bool) -> Design:
     """Validates and assembles the arrays of one fit (or a batch of fits).
@@ -262,7 +243,7 @@ def make_design(model: "Model", X, y, *, weights, offset, exposure, feature_name
         X = X.to_numpy()
     if hasattr(y, "to_numpy"):
         y = y.to_numpy()
-    traced = not _concrete((X, y, weights, offset, exposure))
+    traced = not is_concrete((X, y, weights, offset, exposure))
     xp = jnp if traced else np
     if not traced:
         X = np.asarray(X)
@@ -347,7 +328,7 @@ def _check_design(model, X, y, w, off, names, batched):
     small = n_eff < p
     if np.any(small):
         raise ValueError(f"{int(n_eff[small].min())} observations but {p} parameters"
-                         f"{_where(small, batched)}: n must be at least the number of "
+                         f"{in_datasets(small, batched)}: n must be at least the number of "
                          "parameters; drop columns or add data.")
     model.check_y(y2, inside, batched)
     # Linearly dependent columns: the coefficients are not identified.
@@ -357,7 +338,8 @@ def _check_design(model, X, y, w, off, names, batched):
     if np.any(deficient):
         k = int(np.flatnonzero(deficient)[0])
         dep = _dependent_columns(Xm[k])
-        raise ValueError(f"the columns of X are linearly dependent{_where(deficient, batched)}: "
+        raise ValueError(f"the columns of X are linearly dependent"
+                         f"{in_datasets(deficient, batched)}: "
                          f"{', '.join(repr(names[j]) for j in dep)} "
                          f"{'is a combination' if len(dep) == 1 else 'are combinations'} of the "
                          "columns before; their coefficients are not identified. Drop them.")
@@ -491,7 +473,7 @@ class Model:
         else:
             res = fit(self.loglik_fn(), init, data, **kw)
         res = dataclasses.replace(res, param_names=self._labels(res.param_names, design.names))
-        extra = self.extra_of(res, design, warn) if _concrete(res.params) else {}
+        extra = self.extra_of(res, design, warn) if is_concrete(res.params) else {}
         return RegressionResult(res, extra, self, design.names, design.intercept_added)
 
     def _labels(self, raw: tuple[str, ...], names: tuple[str, ...]) -> tuple[str, ...]:
@@ -571,7 +553,7 @@ def separation_flags(beta, design: Design, warn: bool) -> jax.Array:
         k = int(np.flatnonzero(flagged)[0])
         j = int(np.argmax(size[k]))
         warnings.warn(
-            f"perfect or quasi-perfect separation{_where(flagged, design.batched)}: "
+            f"perfect or quasi-perfect separation{in_datasets(flagged, design.batched)}: "
             f"{int(perfect[k].sum())} observation(s) are predicted with probability "
             f"numerically 0 or 1, and the coefficient of {design.names[j]!r} diverges "
             f"(estimate {beta[k, j]:.4g}, growing without bound): the MLE does not exist. "
