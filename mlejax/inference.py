@@ -29,7 +29,10 @@ Quantiles and p-values are computed in JAX (``jax.scipy.special.ndtri``, ``gamma
 
 This module holds the public names only; the code lives in :mod:`mlejax._inference`, one module
 per concept (``common``, ``robust``, ``intervals``, ``profile``, ``confint``, ``delta``, ``lrt``,
-``bootstrap``)."""
+``bootstrap``). Importing it registers the FitResult conveniences (``res.confint``,
+``res.cov_robust``, ``res.stderr_robust``, ``res.delta``, ``summary(cov=, ci=)``) with
+:func:`mlejax.result.provide`.
+"""
 
 
 from mlejax._inference.bootstrap import BootstrapResult, bootstrap
@@ -40,6 +43,7 @@ from mlejax._inference.lrt import LRTResult, lrt
 from mlejax._inference.profile import ProfileCurve, profile
 from mlejax._inference.robust import resolve_cov as _resolve_cov
 from mlejax._inference.robust import robust_cov, robust_stderr
+from mlejax.result import provide as _provide
 
 __all__ = [
     "BootstrapResult",
@@ -56,3 +60,17 @@ __all__ = [
     "robust_cov",
 ]
 # Also public here, outside __all__ as before: robust_stderr (res.stderr_robust).
+
+_provide("robust_cov", robust_cov)
+_provide("robust_stderr", robust_stderr)
+_provide("confint", confint)
+_provide("delta", delta)
+_provide("resolve_cov", _resolve_cov)
+
+# TEMPORARY (issue 21): res.optima's provider, registered here until mlejax.optima registers
+# itself (result.provide("optima", find) in optima.py); then delete these lines. inference
+# sits below optima, so this import points up a layer; it makes no cycle (optima does not
+# import inference) and goes once optima provides for itself.
+from mlejax import optima as _optima  # noqa: E402
+
+_provide("optima", _optima.find)

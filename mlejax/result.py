@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +17,54 @@ import numpy as np
 from mlejax._numerics import normal_quantile
 from mlejax.status import HasStatus, Status, message
 
-__all__ = ["DATA_FIELDS", "META_FIELDS", "FitContext", "FitResult"]
+__all__ = ["DATA_FIELDS", "META_FIELDS", "PROVIDED_BY", "FitContext", "FitResult", "provide"]
+
+
+# --- what the modules above this one compute for a result ---------------------------------------
+# FitResult's conveniences (res.confint, res.cov_robust, res.optima, ...) are computed by
+# modules that import this one. Rather than import them back (a cycle), the result looks them
+# up here; each of those modules registers its functions with provide() when it is imported,
+# and ``import mlejax`` imports them all.
+
+#: The name each convenience is registered under, and the module that provides it.
+PROVIDED_BY = {
+    "robust_cov": "mlejax.inference",      # robust_cov(res, **kw): res.cov_robust
+    "robust_stderr": "mlejax.inference",   # robust_stderr(res, **kw): res.stderr_robust
+    "confint": "mlejax.inference",         # confint(res, level, method=, **kw): res.confint
+    "delta": "mlejax.inference",           # delta(res, fn, **kw): res.delta
+    "resolve_cov": "mlejax.inference",     # resolve_cov(res, cov, groups): summary(cov=)
+    "optima": "mlejax.optima",             # find(res): res.optima
+}
+_PROVIDED: dict[str, Callable] = {}
+
+
+def provide(name: str, fn: Callable) -> None:
+    """Register ``fn`` as what :class:`FitResult` calls for ``name`` (a key of
+    :data:`PROVIDED_BY`); called by the providing module when it is imported. A second
+    registration replaces the first.
+
+    Example:
+      >>> from mlejax import result
+      >>> result.PROVIDED_BY["optima"]              # mlejax.optima, when imported, calls
+      'mlejax.optima'
+      >>> result.provide("optima", mj.optima.find)  # ... this
+    """
+    if name not in PROVIDED_BY:
+        raise ValueError(f"provide: {name!r} is not a FitResult convenience; the names are "
+                         f"{sorted(PROVIDED_BY)}.")
+    if not callable(fn):
+        raise ValueError(f"provide: {name!r} needs a function; got {type(fn).__name__}.")
+    _PROVIDED[name] = fn
+
+
+def _provided(name: str) -> Callable:
+    """The function registered for ``name``, or an error that says which module to import."""
+    fn = _PROVIDED.get(name)
+    if fn is None:
+        module = PROVIDED_BY[name]
+        raise RuntimeError(f"FitResult needs {module} for {name!r}, and it has not been "
+                           f"imported: `import mlejax` (or `import {module}`) registers it.")
+    return fn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,8 +177,7 @@ class FitResult(HasStatus):
     def optima(self):
         """The distinct optima the restarts reached (:func:`mlejax.optima.find`): their
         parameters, log-likelihoods, basin counts and whether each is a peak."""
-        from mlejax import optima
-        return optima.find(self)
+        return _provided("optima")(self)
 
     @property
     def is_batch(self) -> bool:
@@ -152,31 +198,27 @@ class FitResult(HasStatus):
             leaves = [leaves[j] for j in self.leaf_order]
         return np.concatenate([np.asarray(x).reshape(lead + (-1,)) for x in leaves], axis=-1)
 
-    # --- inference (computed by mlejax.inference) ----------------------------------------
+    # --- inference (computed by mlejax.inference, looked up through provide()) -----------
     @property
     def cov_robust(self) -> jax.Array:
         """The HC0 sandwich covariance ``A^-1 B A^-1`` (needs a per-observation log-likelihood).
 
         For cluster-robust errors or a small-sample factor use ``mj.robust_cov(res, groups=)``.
         """
-        from mlejax import inference
-        return inference.robust_cov(self)
+        return _provided("robust_cov")(self)
 
     @property
     def stderr_robust(self) -> Any:
         """Square roots of the diagonal of ``cov_robust``, with the structure of ``params``."""
-        from mlejax import inference
-        return inference.robust_stderr(self)
+        return _provided("robust_stderr")(self)
 
     def confint(self, level: float = 0.95, method: str = "wald", **kwargs):
         """Confidence intervals: ``method="wald"`` or ``"profile"`` (see ``mj.confint``)."""
-        from mlejax import inference
-        return inference.confint(self, level, method=method, **kwargs)
+        return _provided("confint")(self, level, method=method, **kwargs)
 
     def delta(self, fn, **kwargs):
         """The delta method for ``fn(params)``: estimate, stderr, cov (see ``mj.delta``)."""
-        from mlejax import inference
-        return inference.delta(self, fn, **kwargs)
+        return _provided("delta")(self, fn, **kwargs)
 
     def with_nobs(self, nobs: int) -> "FitResult":
         """This result with the number of observations given (for BIC when ``loglik_fn``
@@ -203,17 +245,16 @@ class FitResult(HasStatus):
             raise ValueError(f"ci must be 'wald' or 'profile'; got {ci!r}.")
         if isinstance(cov, str) and cov == "observed" and groups is None and ci == "wald":
             return _single_summary(self, level)
-        from mlejax import inference
         se = None
         label = "observed information"
         if not (isinstance(cov, str) and cov == "observed") or groups is not None:
-            c = inference._resolve_cov(self, cov, groups)
+            c = _provided("resolve_cov")(self, cov, groups)
             se = np.sqrt(np.diagonal(np.asarray(c)))
             label = ("cluster-robust (sandwich)" if groups is not None else
                      "robust (sandwich, HC0)" if isinstance(cov, str) else "given covariance")
         bounds = None
         if ci == "profile":
-            cis = inference.confint(self, level, method="profile")
+            cis = _provided("confint")(self, level, method="profile")
             bounds = (np.asarray(cis.lower), np.asarray(cis.upper), np.asarray(cis.status))
         return _single_summary(self, level, se=se, bounds=bounds, se_label=label)
 
