@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import mlejax as mj
-from mlejax import batching
+from mlejax import _host_memory, batching
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INIT = {"mu": 0.0, "sigma": 1.0}
@@ -98,7 +98,7 @@ def test_out_grows_with_a_generator_and_marks_what_was_not_run(xs, tmp_path, mon
 
 
 def test_results_in_memory_warn_when_they_would_not_fit(xs, tmp_path, monkeypatch):
-    monkeypatch.setattr(batching, "_available_memory", lambda: 10_000)
+    monkeypatch.setattr(_host_memory, "available_memory", lambda: 10_000)
     with pytest.warns(UserWarning, match="pass out=DIR"):
         mj.fit_batch(loglik, INIT, xs, constraints=CONS, chunk_size=32)
     with warnings.catch_warnings():
