@@ -1,5 +1,5 @@
 """Content fingerprints of a fit's inputs: a checkpoint is resumed only by the problem that
-wrote it (:class:`mlejax.batching._Checkpoint`).
+wrote it (:class:`mlejax._checkpoint.Checkpoint`).
 
 A fingerprint is a BLAKE2b digest of a deterministic walk over a value:
 

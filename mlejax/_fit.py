@@ -32,6 +32,7 @@ from mlejax._config import Config
 from mlejax._configure import check_init_in_trace, check_repack, configure
 from mlejax._kernels import (batch_block, fit_batch_concurrently, fit_checked_start,
                              fit_restarts_concurrently, restart_block)
+from mlejax._repack import fit_repacked
 from mlejax._warnings import renamed, warn_fits
 from mlejax.result import FitContext, FitResult
 
@@ -165,13 +166,13 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
 
 
 def _fit_restarts_repacked(cfg: Config, start, data, weights, key, repack: int) -> FitResult:
-    """``fit(restarts=R)`` through the straggler re-packing of :mod:`mlejax.batching`: fit's
+    """``fit(restarts=R)`` through the straggler re-packing of :mod:`mlejax._repack`: fit's
     own configuration, as a batch of one dataset whose solver key is ``fit``'s, so the R
     starts are the ones ``fit`` draws without ``repack`` (and the trace as long)."""
     one = lambda tree: jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], tree)  # noqa: E731
-    res = batching.fit_repacked(dataclasses.replace(cfg, batched=True), start, one(data),
-                                 None if weights is None else one(weights), key[None],
-                                 segment=repack, multiple=1, shrink=2)
+    res = fit_repacked(dataclasses.replace(cfg, batched=True), start, one(data),
+                       None if weights is None else one(weights), key[None],
+                       segment=repack, multiple=1, shrink=2)
     return _first(res)
 
 
