@@ -87,6 +87,68 @@ def in_blocks(fn: Callable, size: int, args: tuple, batched: tuple, first: Any =
         lambda a: a.reshape((n_blocks * size,) + a.shape[2:])[:count], out)
 
 
+def segmented(begin: Callable, resume: Callable, finish: Callable, running: Callable,
+              args: tuple, batched: tuple, *, block: int, count: int, segment: int,
+              first: Any = 0) -> Any:
+    """``count`` items of a batch from ``first`` on (``first`` may be traced), each run by
+    a resumable loop, in blocks of ``block`` items re-packed every ``segment`` steps.
+
+    Every item's loop stops after ``segment`` steps; the items still running are gathered
+    (a stable sort: in their order) into as few blocks as they fill, padded with a repeat
+    of the first (advancing a copy again changes nothing), and resumed from their exact
+    state. A block then runs as long as its items need, not as long as the slowest item
+    that happened to land in it, and the results are those of uninterrupted loops. The
+    loop's step is compiled once (in ``resume``): the first segment is a phase too.
+
+    The callables work on one block (vmapped by the caller); ``block_args`` are the
+    ``args`` of the block's items (those marked ``batched`` gathered, the others as they
+    are):
+
+    * ``begin(*block_args) -> state``: the loop states before the first step;
+    * ``resume(state, block_args, until) -> state``: the loops advanced up to step
+      ``until``;
+    * ``finish(state, block_args) -> result``: the finished loops' results;
+    * ``running(state) -> (items,) bool``: which items still have steps to run.
+
+    Pure: runs under ``jit``. Used by ``fit_batch`` (:func:`mlejax._kernels.segmented`)
+    and by mixtures' batches (:mod:`mlejax.mixture._engine`).
+    """
+    k = jax.tree_util.tree_leaves([a for a, b in zip(args, batched) if b])[0].shape[0]
+    n_blocks = -(-count // block)
+    within = jnp.arange(block)
+
+    def at(loc):   # the arguments of the items at positions ``loc`` of the share
+        return gather(args, batched, jnp.minimum(first + loc, k - 1))
+
+    def pick(tree, loc):
+        return jax.tree_util.tree_map(lambda x: x[loc], tree)
+
+    def by_block(fn):
+        out = jax.lax.map(lambda i: fn(jnp.minimum(i * block + within, count - 1)),
+                          jnp.arange(n_blocks))
+        return jax.tree_util.tree_map(
+            lambda a: a.reshape((n_blocks * block,) + a.shape[2:])[:count], out)
+
+    def phase(carry):
+        st, until = carry
+        until = until + segment
+        run = running(st)
+        order = jnp.argsort(jnp.where(run, 0, 1), stable=True)
+        order = jnp.concatenate([order, jnp.broadcast_to(order[0], (n_blocks * block - count,))])
+
+        def one_block(i, st):
+            loc = jax.lax.dynamic_slice(order, (i * block,), (block,))
+            sub = resume(pick(st, loc), at(loc), until)
+            return jax.tree_util.tree_map(lambda a, b: a.at[loc].set(b), st, sub)
+
+        n_run = jnp.sum(run.astype(jnp.int32))
+        return jax.lax.fori_loop(0, (n_run + block - 1) // block, one_block, st), until
+
+    st = by_block(lambda loc: begin(*at(loc)))
+    st, _ = jax.lax.while_loop(lambda c: jnp.any(running(c[0])), phase, (st, jnp.int32(0)))
+    return by_block(lambda loc: finish(pick(st, loc), at(loc)))
+
+
 #: Environment variable: how many shares of a blocked batch :func:`concurrently` runs at
 #: once on CPU (default: the cores this process may run on; ``1`` turns it off).
 WORKERS_ENV = "MLEJAX_CPU_WORKERS"

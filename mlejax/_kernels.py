@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from mlejax import _blocks
@@ -162,28 +161,10 @@ SEGMENT = 4
 
 def segmented(cfg: Config, block: int, count: int, first, start, data, weights, keys):
     """``count`` datasets of a batch from ``first`` on, fitted in blocks of ``block``,
-    re-packed every ``SEGMENT`` steps (in the program: a stable sort of the fits still
-    running, then a loop over the blocks they fill). Pure: runs under ``jit``."""
+    re-packed every ``SEGMENT`` steps (:func:`mlejax._blocks.segmented`: in the program, a
+    stable sort of the fits still running, then a loop over the blocks they fill). Pure:
+    runs under ``jit``."""
     axes = batch_axes(cfg)
-    args = (start, data, weights, keys)
-    k = jax.tree_util.tree_leaves(data)[0].shape[0]
-    n_blocks = -(-count // block)
-    seg = min(SEGMENT, cfg.max_steps)
-    within = jnp.arange(block)
-
-    def at(loc):   # the arguments of the datasets at share positions ``loc``
-        return _blocks.gather(args, tuple(a == 0 for a in axes), jnp.minimum(first + loc, k - 1))
-
-    def take(tree, loc):
-        return jax.tree_util.tree_map(lambda x: x[loc], tree)
-
-    def by_block(fn):
-        out = jax.lax.map(lambda i: fn(jnp.minimum(i * block + within, count - 1)),
-                          jnp.arange(n_blocks))
-        return jax.tree_util.tree_map(
-            lambda a: a.reshape((n_blocks * block,) + a.shape[2:])[:count], out)
-
-    # The loop's step is compiled once (in ``resume``): the first segment is a phase too.
     begin = jax.vmap(lambda s, d, w, key: loop_init(cfg, s, d, w, key), in_axes=axes)
     resume = jax.vmap(lambda st, d, w, key, until: loop_advance(cfg, st, d, w, key, until),
                       in_axes=(0,) + axes[1:] + (None,))
@@ -193,26 +174,11 @@ def segmented(cfg: Config, block: int, count: int, first, start, data, weights, 
     def running(st):
         return (st.status == Status.RUNNING) & (st.step < cfg.max_steps)
 
-    def phase(carry):
-        st, until = carry
-        until = until + seg
-        run = running(st)
-        # The fits still running first (stable: in order), padded to whole blocks with a
-        # repeat of the first (advancing a copy again changes nothing).
-        order = jnp.argsort(jnp.where(run, 0, 1), stable=True)
-        order = jnp.concatenate([order, jnp.broadcast_to(order[0], (n_blocks * block - count,))])
-
-        def one_block(i, st):
-            loc = jax.lax.dynamic_slice(order, (i * block,), (block,))
-            sub = resume(take(st, loc), *at(loc)[1:], until)
-            return jax.tree_util.tree_map(lambda a, b: a.at[loc].set(b), st, sub)
-
-        n_run = jnp.sum(run.astype(jnp.int32))
-        return jax.lax.fori_loop(0, (n_run + block - 1) // block, one_block, st), until
-
-    st = by_block(lambda loc: begin(*at(loc)))
-    st, _ = jax.lax.while_loop(lambda c: jnp.any(running(c[0])), phase, (st, jnp.int32(0)))
-    return by_block(lambda loc: finish(take(st, loc), *at(loc)[1:]))
+    return _blocks.segmented(
+        begin, lambda st, args, until: resume(st, *args[1:], until),
+        lambda st, args: finish(st, *args[1:]), running, (start, data, weights, keys),
+        tuple(a == 0 for a in axes), block=block, count=count,
+        segment=min(SEGMENT, cfg.max_steps), first=first)
 
 
 @program_cache

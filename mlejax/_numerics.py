@@ -23,6 +23,23 @@ def is_concrete(tree) -> bool:
     return not any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(tree))
 
 
+def best_index(f: jax.Array, converged: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The best of several starts and how many reached it: the index of the largest finite
+    ``f`` among the ``converged`` starts (among all of them when none converged), and the
+    number of starts within ``10 sqrt(eps) max(|f_best|, 1)`` of it (``n_best``).
+
+    The tolerance is that of agreeing to about half the digits of the dtype: two starts
+    that reached one optimum differ by their stopping error, which for the solvers' and
+    EM's default tolerances is well inside it (fits' restarts and mixtures' ``n_init``).
+    """
+    f = jnp.where(jnp.isfinite(f), f, -jnp.inf)
+    best = jnp.where(jnp.any(converged), jnp.argmax(jnp.where(converged, f, -jnp.inf)),
+                     jnp.argmax(f))
+    f_best = f[best]
+    tol = 10.0 * jnp.sqrt(jnp.finfo(f.dtype).eps) * jnp.maximum(jnp.abs(f_best), 1.0)
+    return best, jnp.sum(f >= f_best - tol).astype(jnp.int32)
+
+
 def normal_quantile(level: float) -> float:
     """The two-sided standard normal quantile ``z`` with ``P(|Z| <= z) = level``, by
     bisection on ``erfc`` (no scipy at runtime)."""
