@@ -27,9 +27,11 @@ class FitWarning(UserWarning):
     """
 
 
-def warn_fits(res) -> None:
+def warn_fits(res, *, see: str = "result.summary() for the status counts") -> None:
     """Warns on the host about the fits of ``res`` (one or a batch: anything with ``status``
-    and ``message``) that did not converge or whose standard errors are NaN."""
+    and ``message``) that did not converge or whose standard errors are NaN; for a batch,
+    the warning says where to look (``see``: a result without ``summary()``, such as a
+    :class:`~mlejax.MixtureResult`, names its own fields)."""
     codes = np.asarray(res.status).ravel()
     n = codes.size
     singular = int(np.sum(codes == Status.SINGULAR_HESSIAN))
@@ -50,7 +52,7 @@ def warn_fits(res) -> None:
                       "standard errors are NaN. See result.status / summary().", FitWarning,
                       stacklevel=3)
     if failed:
-        msg = res.message if n == 1 else "see result.summary() for the status counts"
+        msg = res.message if n == 1 else f"see {see}"
         warnings.warn("the fit did not converge" + where.format(failed) + f": {msg}",
                       FitWarning, stacklevel=3)
 
