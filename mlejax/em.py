@@ -49,9 +49,12 @@ from mlejax import _validate as V
 from mlejax import anneal as _anneal
 from mlejax._loop import (STEP_AT_OPTIMUM, STEP_NO_PROGRESS, STEP_PROGRESS, LoopResult,
                           default_tolerances, iterate)
-from mlejax._numerics import nan_to_neginf, safe_inverse_pd, scaled_grad_norm
-from mlejax.fit import (_QUICK_COMPILE_UNKNOWN, Problem, _make_problem, _prepare, _warn,
-                        quick_compile_options)
+from mlejax._configure import configure
+from mlejax._kernels import QUICK_COMPILE_UNKNOWN, quick_compile_options
+from mlejax._numerics import is_concrete, nan_to_neginf, scaled_grad_norm
+from mlejax._problem import Problem, make_problem
+from mlejax._programs import program_cache
+from mlejax._warnings import warn_fits
 from mlejax.result import FitContext, FitResult
 from mlejax.solvers import Newton
 from mlejax.status import Status
@@ -301,7 +304,7 @@ def refit_context(loglik_fn: Callable, params: Any, data: Any, *, constraints: A
     on an EM result. None where ``mj.fit`` could not start there (an estimate on the
     boundary of its constraints, such as a probability of exactly 0)."""
     try:
-        cfg = _prepare(loglik_fn, params, data, constraints=constraints, weights=weights,
+        cfg = configure(loglik_fn, params, data, constraints=constraints, weights=weights,
                        method="newton", optimizer=None, batch_size=None, max_steps=None,
                        gtol=None, ftol=None, restarts=None, key=None, restart_scale=1.0,
                        trace_len=None, batched=batched, init_batched=batched)[0]
@@ -377,9 +380,10 @@ def observed_cov(total_fn: Callable, problem: Problem, params: Any, f: jax.Array
 
     ``total_fn(params) -> L`` is the observed-data log-likelihood. Its autodiff Hessian is
     taken in the core's unconstrained coordinates (``problem``), inverted where it is
-    negative definite (``safe_inverse_pd``: NaN otherwise) and mapped to the natural
-    parameters with the Jacobian of the constraints (the delta method), as
-    :func:`mlejax.fit` does. Returns ``(cov, positive_definite, scaled_grad_norm)``.
+    negative definite (NaN otherwise) and mapped to the natural parameters with the
+    Jacobian of the constraints (the delta method) by
+    :meth:`~mlejax._problem.Problem.natural_cov`, as :func:`mlejax.fit` does. Returns
+    ``(cov, positive_definite, scaled_grad_norm)``.
     """
     u_hat = problem.to_u(jax.tree_util.tree_leaves(params))
 
@@ -387,12 +391,11 @@ def observed_cov(total_fn: Callable, problem: Problem, params: Any, f: jax.Array
         return total_fn(problem.to_natural(v))
 
     grad = jax.grad(fn)(u_hat)
-    cov_u, pd = safe_inverse_pd(-jax.hessian(fn)(u_hat))
-    jac = jax.jacfwd(problem.natural_flat)(u_hat)
-    return jac @ cov_u @ jac.T, pd, scaled_grad_norm(u_hat, f, grad)
+    cov, pd = problem.natural_cov(u_hat, jax.hessian(fn)(u_hat))
+    return cov, pd, scaled_grad_norm(u_hat, f, grad)
 
 
-@functools.lru_cache(maxsize=128)
+@program_cache
 def _kernel(cfg: _EMConfig, options: tuple | None = None):
     if options is not None:
         return jax.jit(functools.partial(_solve, cfg), compiler_options=dict(options))
@@ -545,13 +548,13 @@ def em(joint_loglik_fn: Callable, init: Any, data: Any = None, *,
     if weights is not None:
         weights = jnp.asarray(weights, dtype)
         V.check_data_finite(weights, "weights")
-        if V.is_concrete(weights) and np.any(np.asarray(weights) < 0):
+        if is_concrete(weights) and np.any(np.asarray(weights) < 0):
             raise ValueError("weights must be non-negative.")
     params0 = jax.tree_util.tree_unflatten(treedef, leaves)
     out = _check_joint(joint_loglik_fn, params0, data, weights)
     if m_step is not None:
         _check_m_step(m_step, params0, data, out, dtype)
-    if V.is_concrete((leaves, data)):
+    if is_concrete((leaves, data)):
         ll = _observed_at(joint_loglik_fn, params0, data)
         bad = ~np.isfinite(np.asarray(ll))
         if weights is not None:
@@ -561,7 +564,7 @@ def em(joint_loglik_fn: Callable, init: Any, data: Any = None, *,
                              f"observation(s) (first: {int(np.argmax(bad))}); choose starting "
                              "values under which every observation has positive density.")
 
-    problem = _make_problem(leaves, treedef, cons, names, dtype, V.written_order(init))
+    problem = make_problem(leaves, treedef, cons, names, dtype, V.written_order(init))
     cfg = _EMConfig(
         joint_fn=joint_loglik_fn, m_step=m_step, problem=problem,
         has_weights=weights is not None, max_steps=steps,
@@ -576,13 +579,13 @@ def em(joint_loglik_fn: Callable, init: Any, data: Any = None, *,
     except Exception as err:   # noqa: BLE001 -- an XLA without these options (as in fit)
         if options is None or "compile option" not in str(err):
             raise
-        _QUICK_COMPILE_UNKNOWN.append(options)
+        QUICK_COMPILE_UNKNOWN.append(options)
         res = _kernel(cfg)(start, data, weights)
     context = None
-    if V.is_concrete(res.params):
+    if is_concrete(res.params):
         context = refit_context(ObservedLoglik(joint_loglik_fn), res.params, data,
                                 constraints=constraints, weights=weights)
     res = dataclasses.replace(res, context=context)
-    if warn and V.is_concrete(res.status):
-        _warn(res)
+    if warn and is_concrete(res.status):
+        warn_fits(res)
     return res
