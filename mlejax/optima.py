@@ -52,16 +52,20 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mlejax._numerics import safe_inverse_pd
+from mlejax._objective import objective as objective_of
+from mlejax._programs import program_cache
+from mlejax.result import FitResult, provide
 from mlejax.status import Status
 
-__all__ = ["Optima", "find", "sort_components"]
+__all__ = ["Optima", "check_tol", "coordinates", "find", "group", "register",
+           "sort_components"]
 
 
 # --------------------------------------------------------------------------------------
@@ -334,7 +338,7 @@ def _variances(a: jax.Array) -> jax.Array:
     return jnp.where(flat_share > 1e-6, jnp.inf, var)
 
 
-def _coordinates(problem, canonical, total_fn, params):
+def coordinates(problem, canonical, total_fn, params):
     """A start's canonical parameters, their unconstrained coordinates, the standard error
     of each coordinate (from the Hessian of ``total_fn`` in the unconstrained coordinates
     of ``problem``, mapped through the canonical relabelling), and whether that Hessian
@@ -362,20 +366,18 @@ def _coordinates(problem, canonical, total_fn, params):
     return canon, uc, jnp.sqrt(var_c), definite
 
 
-@functools.lru_cache(maxsize=64)
+@program_cache
 def _fit_program(cfg, canonical, tol: float, ftol: float, batched: bool):
-    from mlejax.fit import _objective
-
     problem = cfg.problem
 
     def one(params, data, weights, loglik, objective, status):
-        fn_u = _objective(cfg, data, weights)
+        fn_u = objective_of(cfg, data, weights)
 
         def total(p):
             return fn_u(problem.to_u(jax.tree_util.tree_leaves(p)))
 
         canon, u, se, _ = jax.vmap(
-            functools.partial(_coordinates, problem, canonical, total))(params)
+            functools.partial(coordinates, problem, canonical, total))(params)
         return group(u, se, objective, loglik, status, canon, tol=tol, ftol=ftol)
 
     if not batched:
@@ -384,24 +386,8 @@ def _fit_program(cfg, canonical, tol: float, ftol: float, batched: bool):
     return jax.jit(jax.vmap(one, in_axes=(0, 0, w_axis, 0, 0, 0)))
 
 
-@functools.lru_cache(maxsize=64)
-def _mixture_program(model, problem, tol: float, ftol: float, batched: bool):
-    canonical = model.canonical()
-
-    def one(params, x, loglik, status):
-        def total(p):
-            return jnp.sum(model.loglik(p, x))
-
-        canon, u, se, definite = jax.vmap(
-            functools.partial(_coordinates, problem, canonical, total))(params)
-        status = jnp.where((~definite) & (status == Status.CONVERGED),
-                           jnp.int32(Status.SINGULAR_HESSIAN), status)
-        return group(u, se, loglik, loglik, status, canon, tol=tol, ftol=ftol)
-
-    return jax.jit(jax.vmap(one) if batched else one)
-
-
-def _check_tol(tol, ftol):
+def check_tol(tol, ftol):
+    """``tol`` and ``ftol`` of :func:`find` checked, ``ftol`` defaulting to ``tol ** 2``."""
     tol = float(tol)
     if not (np.isfinite(tol) and tol > 0):
         raise ValueError(f"tol (in standard errors) must be a number > 0; got {tol!r}.")
@@ -409,6 +395,19 @@ def _check_tol(tol, ftol):
     if not (np.isfinite(ftol) and ftol >= 0):
         raise ValueError(f"ftol must be a number >= 0; got {ftol!r}.")
     return tol, ftol
+
+
+# The optima maps of result types defined above this module (a MixtureResult's, registered
+# by mlejax.mixture), by type: find(res) dispatches to them.
+_FINDERS: dict[type, Callable] = {}
+
+
+def register(result_type: type, finder: Callable) -> None:
+    """Lets :func:`find` map results of ``result_type`` with
+    ``finder(res, x, *, canonical, tol, ftol) -> Optima`` (``tol`` and ``ftol`` checked by
+    :func:`check_tol`): the way a result type of an upper module, such as
+    :class:`~mlejax.MixtureResult`, gets its optima map without this module importing it."""
+    _FINDERS[result_type] = finder
 
 
 def find(res: Any, x: Any = None, *, canonical: Any = None, tol: float = 0.1,
@@ -437,30 +436,10 @@ def find(res: Any, x: Any = None, *, canonical: Any = None, tol: float = 0.1,
       >>> int(opt.n_optima), [round(float(m), 2) for m in opt.params["m"][:2]]
       (2, [2.88, -2.76])
     """
-    from mlejax.mixture import MixtureResult, _problem
-    from mlejax.result import FitResult
-
-    tol, ftol = _check_tol(tol, ftol)
-    if isinstance(res, MixtureResult):
-        if x is None:
-            raise ValueError("the optima map of a mixture needs the data it was fitted to: "
-                             "res.optima(x).")
-        if res.restart_params is None:
-            raise ValueError("this MixtureResult holds no per-start estimates "
-                             "(restart_params); refit it with this version of mlejax.")
-        from mlejax.kmeans import check_matrix
-
-        model = res.model
-        x = check_matrix(x, "x", model.data_ndim + (1 if res.is_batch else 0))
-        if x.shape[-2] != np.asarray(res.nobs).ravel()[0]:
-            raise ValueError(f"x has {x.shape[-2]} observations but the mixture was fitted to "
-                             f"{int(np.asarray(res.nobs).ravel()[0])}; pass the same data.")
-        problem = _problem(model, x.shape[-1], x.dtype)
-        if canonical is not None:
-            model = _Recanonical(model, canonical)
-        out = _mixture_program(model, problem, tol, ftol, res.is_batch)(
-            res.restart_params, x, res.restart_loglik, res.restart_status)
-        return Optima(**out, param_names=problem.param_names)
+    tol, ftol = check_tol(tol, ftol)
+    finder = _FINDERS.get(type(res))
+    if finder is not None:
+        return finder(res, x, canonical=canonical, tol=tol, ftol=ftol)
     if not isinstance(res, FitResult):
         raise ValueError(f"the optima map needs a FitResult or a MixtureResult; got "
                          f"{type(res).__name__}.")
@@ -488,15 +467,4 @@ def find(res: Any, x: Any = None, *, canonical: Any = None, tol: float = 0.1,
                   penalised=starts.objective is not None)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Recanonical:
-    """A mixture model whose canonical form the user replaced (hashable, for the cache)."""
-
-    model: Any
-    canon: Any
-
-    def canonical(self):
-        return self.canon
-
-    def loglik(self, params, x):
-        return self.model.loglik(params, x)
+provide("optima", find)   # res.optima of a FitResult (mlejax.result cannot import this module)

@@ -118,16 +118,21 @@ def test_same_start_as_sklearn(ct):
     np.testing.assert_allclose(float(res.aic), sk.aic(X), rtol=1e-8)
 
 
+def _steps(restart_trace):
+    """Each start's EM iterations, from its trace (finite up to the last)."""
+    return np.sum(np.isfinite(np.asarray(restart_trace)), axis=-1) - 1
+
+
 def test_batch_in_cache_blocks_equals_loop(monkeypatch):
-    # On CPU a large batch is fitted block after block (mixture._BLOCK_BYTES of E-step arrays
+    # On CPU a large batch is fitted block after block (BLOCK_BYTES of E-step arrays
     # per block); a budget of two datasets makes these three two blocks, the last padded
     # with a copy. Each dataset's fit must be the one a loop of fit() gives.
     import importlib
 
-    mixture = importlib.import_module("mlejax.mixture")
-    monkeypatch.setattr(mixture, "_BLOCK_BYTES", 2 * N * K * 2 * XS.dtype.itemsize)
+    engine = importlib.import_module("mlejax.mixture._engine")
+    monkeypatch.setattr(engine, "BLOCK_BYTES", 2 * N * K * 2 * XS.dtype.itemsize)
     xs = jnp.asarray(XS)
-    assert mixture._block_size(xs, K, 2) == 2
+    assert engine.block_size(xs, K, 2) == 2
     gmm = mj.GaussianMixture(K, max_steps=300)
     key = jax.random.key(7)
     init, _ = _start("full")
@@ -141,10 +146,14 @@ def test_batch_in_cache_blocks_equals_loop(monkeypatch):
             one = gmm.fit(xs[j], key=keys[j], n_init=2, init=user)
             np.testing.assert_allclose(np.asarray(batch.restart_loglik[j]),
                                        np.asarray(one.restart_loglik), rtol=1e-12)
-            assert int(batch.n_steps[j]) == int(one.n_steps)
+            # Every start's iterations and estimate (the best of two starts that reach one
+            # optimum, its components in another order, can be either: their logliks
+            # differ by a rounding of the program).
+            np.testing.assert_array_equal(_steps(batch.restart_trace[j]),
+                                          _steps(one.restart_trace))
             for name in ("weights", "means", "covariances"):
-                np.testing.assert_allclose(np.asarray(batch.params[name][j]),
-                                           np.asarray(one.params[name]), rtol=1e-10,
+                np.testing.assert_allclose(np.asarray(batch.restart_params[name][j]),
+                                           np.asarray(one.restart_params[name]), rtol=1e-10,
                                            atol=1e-12)
 
 
@@ -157,8 +166,8 @@ def test_batch_in_concurrent_shares_equals_one_program(monkeypatch):
 
     from mlejax import _blocks
 
-    mixture = importlib.import_module("mlejax.mixture")
-    monkeypatch.setattr(mixture, "_BLOCK_BYTES", N * K * 2 * XS.dtype.itemsize)
+    engine = importlib.import_module("mlejax.mixture._engine")
+    monkeypatch.setattr(engine, "BLOCK_BYTES", N * K * 2 * XS.dtype.itemsize)
     xs = jnp.asarray(np.concatenate([XS, XS[:, ::-1]]))
     gmm = mj.GaussianMixture(K, max_steps=300)
     own = {"means": np.stack([np.asarray(xs[j][:K]) for j in range(6)])}
