@@ -24,7 +24,6 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import NamedTuple
 
@@ -34,6 +33,7 @@ import numpy as np
 
 from mlejax import _validate as V
 from mlejax._loop import default_tolerances, iterate
+from mlejax._programs import program_cache
 from mlejax.status import HasStatus
 
 __all__ = ["KMeansResult", "kmeans", "kmeans_plusplus"]
@@ -164,7 +164,7 @@ def _kmeans_one(key, x, k, max_steps, ftol):
     return lloyd(x, kmeans_plusplus(key, x, k), max_steps=max_steps, ftol=ftol)
 
 
-@functools.lru_cache(maxsize=64)
+@program_cache
 def _program(k: int, n_init: int, max_steps: int, ftol: float | None):
     def run(key, x):
         outs = jax.vmap(lambda kk: _kmeans_one(kk, x, k, max_steps, ftol))(

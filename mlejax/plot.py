@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mlejax._objective import solver_setup
 from mlejax.status import Status
 
 __all__ = ["batch", "density", "mixture", "profile", "surface", "trace"]
@@ -487,16 +488,13 @@ def batch(res: Any, *, params: Sequence[str] | None = None, truth: dict | None =
 def _path_from(res, start: dict, max_steps: int) -> np.ndarray:
     """The natural-scale flat parameters after each step of the fit's own solver from
     ``start`` (the same solver and objective as the fit; run step by step on the host)."""
-    import importlib
-
-    F = importlib.import_module("mlejax.fit")   # the module (the package exports the function)
     cfg = res.context.config
     problem = cfg.problem
     if cfg.batch_size is not None:
         raise ValueError("surface: paths of minibatch fits are not drawn.")
     leaves = jax.tree_util.tree_leaves(start)
     u = problem.to_u([jnp.asarray(v, problem.dtype) for v in leaves])
-    setup = F._setup(cfg, res.context.data, res.context.weights, jax.random.key(0))
+    setup = solver_setup(cfg, res.context.data, res.context.weights, jax.random.key(0))
     solver = setup.solver
     step = jax.jit(solver.step)
     state = solver.init(u)
