@@ -64,8 +64,9 @@ from mlejax._programs import program_cache
 from mlejax.result import FitResult, provide
 from mlejax.status import Status
 
-__all__ = ["Optima", "check_tol", "coordinates", "find", "group", "register",
-           "sort_components"]
+# Also public, for the modules above this one (not part of the user's API): group,
+# coordinates, check_tol and register (mlejax.mixture maps its own results with them).
+__all__ = ["Optima", "find", "sort_components"]
 
 
 # --------------------------------------------------------------------------------------
