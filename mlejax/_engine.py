@@ -12,12 +12,12 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 
 from mlejax import _loop
 from mlejax import anneal as _anneal
 from mlejax._config import Config
 from mlejax._loop import iterate
+from mlejax._numerics import best_index
 from mlejax._objective import loglik_total, penalty_at, solver_setup, to_result
 from mlejax.result import FitResult
 from mlejax.status import Status
@@ -94,13 +94,7 @@ def loop_result(cfg: Config, state, data, weights, key):
 def best_of(all_starts: FitResult) -> FitResult:
     """The best start (converged ones first), with every start kept in ``restarts``."""
     f = all_starts.loglik if all_starts.objective is None else all_starts.objective
-    f = jnp.where(jnp.isfinite(f), f, -jnp.inf)
-    conv = all_starts.status == Status.CONVERGED
-    best = jnp.where(jnp.any(conv), jnp.argmax(jnp.where(conv, f, -jnp.inf)), jnp.argmax(f))
-    f_best = f[best]
-    eps = jnp.finfo(f.dtype).eps
-    tol = 10.0 * jnp.sqrt(eps) * jnp.maximum(jnp.abs(f_best), 1.0)
-    n_best = jnp.sum(f >= f_best - tol).astype(jnp.int32)
+    best, n_best = best_index(f, all_starts.status == Status.CONVERGED)
     chosen = jax.tree_util.tree_map(lambda x: x[best], all_starts)
     return dataclasses.replace(chosen, restarts=all_starts, n_best=n_best)
 

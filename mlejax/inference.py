@@ -66,11 +66,3 @@ _provide("robust_stderr", robust_stderr)
 _provide("confint", confint)
 _provide("delta", delta)
 _provide("resolve_cov", _resolve_cov)
-
-# TEMPORARY (issue 21): res.optima's provider, registered here until mlejax.optima registers
-# itself (result.provide("optima", find) in optima.py); then delete these lines. inference
-# sits below optima, so this import points up a layer; it makes no cycle (optima does not
-# import inference) and goes once optima provides for itself.
-from mlejax import optima as _optima  # noqa: E402
-
-_provide("optima", _optima.find)

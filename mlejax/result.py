@@ -272,9 +272,6 @@ class FitResult(HasStatus):
 DATA_FIELDS = ["params", "loglik", "status", "n_steps", "trace", "cov", "stderr", "grad_norm",
                "nobs", "restarts", "n_best", "objective", "df_effective"]
 META_FIELDS = ["param_names", "df_model", "method", "context", "penalty", "leaf_order"]
-# Temporary: the old private names, until mlejax.batching reads the public ones (issue 21).
-_DATA_FIELDS = DATA_FIELDS
-_META_FIELDS = META_FIELDS
 
 
 class FitContext:
