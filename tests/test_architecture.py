@@ -85,12 +85,16 @@ class _Imports(ast.NodeVisitor):
                 if alias.name.startswith("_") and target != self.name:
                     self.private.add((target, alias.name))
 
-    def visit_Assign(self, node: ast.Assign) -> None:
+    def bind(self, node: ast.Assign) -> None:
+        """``m = importlib.import_module("mlejax....")``: ``m`` is an alias of that module."""
         target = self._import_module(node.value)
         if target is not None:
             for t in node.targets:
                 if isinstance(t, ast.Name):
                     self.aliases[t.id] = target
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self.bind(node)
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
@@ -132,11 +136,7 @@ def _scan():
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 visitor.visit(node)
             elif isinstance(node, ast.Assign):
-                target = visitor._import_module(node.value)
-                if target is not None:
-                    for t in node.targets:
-                        if isinstance(t, ast.Name):
-                            visitor.aliases[t.id] = target
+                visitor.bind(node)
         visitor.visit(tree)
         found[name] = visitor
     return found
@@ -207,9 +207,7 @@ def test_the_scan_finds_what_it_must():
     tree = ast.parse(src)
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign):
-            target = visitor._import_module(node.value)
-            if target:
-                visitor.aliases[node.targets[0].id] = target
+            visitor.bind(node)
     visitor.visit(tree)
     assert {"mlejax.constraints", "mlejax.status"} <= visitor.edges
     assert visitor.private == {("mlejax.constraints", "_hidden"),
