@@ -64,7 +64,7 @@ def solve_one(cfg: Config, u0, data, weights, key) -> FitResult:
     return to_result(cfg, setup, out)
 
 
-def loop_start(cfg: Config, u0, data, weights, key, until):
+def loop_until(cfg: Config, u0, data, weights, key, until):
     """One fit's loop from ``u0`` up to step ``until`` (resumable: :func:`loop_advance`)."""
     setup = solver_setup(cfg, data, weights, key)
     state = _loop.start(setup.solver, u0, gtol=cfg.gtol, trace_len=cfg.trace_len)

@@ -267,11 +267,11 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
             return configure(loglik_fn, init_probe, data_probe, weights=weights_probe,
                             batched=True, init_batched=init_batched, check_finite=False,
                             **options)
-        res = batching.fit_many(loglik_fn, init, data, weights=weights,
-                                init_batched=init_batched, key=key, chunk_size=chunk_size,
-                                repack=repack, devices=devices, progress=progress,
-                                checkpoint=checkpoint, prepare=prepare,
-                                first_index=first_index, out=out)
+        res = batching.fit_streamed(loglik_fn, init, data, weights=weights,
+                                    init_batched=init_batched, key=key, chunk_size=chunk_size,
+                                    repack=repack, devices=devices, progress=progress,
+                                    checkpoint=checkpoint, prepare=prepare,
+                                    first_index=first_index, out=out)
     else:
         cfg, start, data, weights, keys = configure(
             loglik_fn, init, data, weights=weights, batched=True, init_batched=init_batched,

@@ -18,7 +18,7 @@ import numpy as np
 from mlejax import _blocks
 from mlejax import _kernels
 from mlejax._config import Config
-from mlejax._engine import batch_axes, best_of, loop_advance, loop_result, loop_start, starts
+from mlejax._engine import batch_axes, best_of, loop_advance, loop_result, loop_until, starts
 from mlejax._programs import program_cache
 from mlejax.result import FitResult
 from mlejax.status import Status
@@ -49,9 +49,9 @@ def _compiled_cached(kind: str, cfg: Config, shared: bool, block: int | None):
     if kind == "start":
         def fn(start, data, weights, key, until):
             if cfg.restarts is None:
-                return loop_start(cfg, start, data, weights, key, until)
+                return loop_until(cfg, start, data, weights, key, until)
             u0s, keys = starts(cfg, start, key)
-            return jax.vmap(lambda u, k: loop_start(cfg, u, data, weights, k, until))(u0s, keys)
+            return jax.vmap(lambda u, k: loop_until(cfg, u, data, weights, k, until))(u0s, keys)
         axes = batch_axes(cfg) + (None,)
         out = jax.jit(blocked(jax.vmap(fn, in_axes=axes), tuple(a == 0 for a in axes)))
     elif kind == "round":

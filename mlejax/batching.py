@@ -43,7 +43,7 @@ available memory), :mod:`mlejax._results_io` (results in memory or ``.npy`` file
 manifest, :func:`open_results`) with :mod:`mlejax._result_structure` (the result's structure
 as JSON), :mod:`mlejax._checkpoint` and :mod:`mlejax._stream` (the streamer). This module
 keeps the public face: :class:`Ragged`, :func:`ragged`, :func:`open_results`, and
-``fit_many``, which ``fit_batch`` calls.
+``fit_streamed``, which ``fit_batch`` calls.
 """
 
 from __future__ import annotations
@@ -152,9 +152,9 @@ def _stack(trees):
     return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
 
 
-def fit_many(loglik_fn, init, data, *, weights, init_batched: bool, key, chunk_size,
-             repack, devices, progress, checkpoint, prepare: Callable,
-             first_index: int = 0, out=None) -> FitResult:
+def fit_streamed(loglik_fn, init, data, *, weights, init_batched: bool, key, chunk_size,
+                 repack, devices, progress, checkpoint, prepare: Callable,
+                 first_index: int = 0, out=None) -> FitResult:
     """``fit_batch`` for streams, ragged datasets, re-packing, devices and checkpoints;
     ``out=DIR`` writes the results to ``.npy`` files in DIR (see the module docstring).
 

@@ -5,7 +5,6 @@ percentile, basic and normal intervals."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Callable
 
 import jax
@@ -19,14 +18,15 @@ from mlejax._inference.common import (check_level, check_result, estimate_u, lea
                                       z_quantile)
 from mlejax._inference.intervals import ConfidenceIntervals, EndpointStatus
 from mlejax._inference.robust import group_ids
+from mlejax._programs import program_cache
 from mlejax.result import FitResult
-from mlejax.status import Status
+from mlejax.status import HasStatus
 
 __all__ = ["BootstrapResult", "bootstrap"]
 
 
 @dataclasses.dataclass(frozen=True)
-class BootstrapResult:
+class BootstrapResult(HasStatus):
     """B refits of the model on resampled or simulated data.
 
     Attributes:
@@ -55,10 +55,6 @@ class BootstrapResult:
     kind: str = "nonparametric"
     param_names: tuple[str, ...] = ()
     problem: Any = dataclasses.field(default=None, repr=False, compare=False)
-
-    @property
-    def converged(self) -> jax.Array:
-        return self.status == Status.CONVERGED
 
     @property
     def n(self) -> int:
@@ -155,7 +151,7 @@ jax.tree_util.register_dataclass(BootstrapResult,
                                  meta_fields=["kind", "param_names", "problem"])
 
 
-@functools.lru_cache(maxsize=64)
+@program_cache
 def _boot_kernel(cfg_b, kind: str, sample_fn, nobs: int, n_units: int | None, batched: bool,
                  chunk: int | None):
     problem = cfg_b.problem

@@ -20,7 +20,6 @@ fewer observations than parameters, linearly dependent columns), and the call to
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import warnings
 from typing import Any, Callable
@@ -33,6 +32,7 @@ from mlejax._fit import fit, fit_batch
 from mlejax._warnings import FitWarning
 from mlejax._numerics import is_concrete, normal_quantile
 from mlejax._models.common import in_datasets
+from mlejax._programs import program_cache
 from mlejax.result import FitResult
 from mlejax.status import HasStatus
 
@@ -516,7 +516,7 @@ class Model:
         return jax.vmap(self.mean)(res.params, X, off)
 
 
-@functools.lru_cache(maxsize=None)
+@program_cache
 def _start_program(model: Model, batched: bool) -> Callable:
     """The model's starting values as one compiled program (cached per model and layout)."""
     return jax.jit(jax.vmap(model.start) if batched else model.start)

@@ -19,13 +19,13 @@ from mlejax._programs import program_cache
 from mlejax.em import observed_cov, refit_context
 from mlejax.kmeans import check_matrix
 from mlejax.result import FitResult
-from mlejax.status import Status, messages
+from mlejax.status import HasStatus, Status
 
 __all__ = ["MixtureResult", "mixture_problem"]
 
 
 @dataclasses.dataclass(frozen=True)
-class MixtureResult:
+class MixtureResult(HasStatus):
     """A fitted mixture (a pytree; a batch has a leading ``K`` axis on every array).
 
     Attributes:
@@ -75,15 +75,6 @@ class MixtureResult:
     df_model: int = 0
     restart_params: dict | None = None
     restart_trace: jax.Array | None = None
-
-    @property
-    def converged(self) -> jax.Array:
-        """True where EM converged (``status == Status.CONVERGED``)."""
-        return self.status == Status.CONVERGED
-
-    @property
-    def message(self) -> str | list[str]:
-        return messages(self.status)
 
     @property
     def is_batch(self) -> bool:
