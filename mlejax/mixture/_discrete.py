@@ -16,7 +16,34 @@ __all__ = ["BernoulliMixture", "PoissonMixture"]
 
 
 @dataclasses.dataclass(frozen=True)
-class BernoulliMixture(Mixture):
+class _ProductMixture(Mixture):
+    """What both families share: the settings, and one ``(k, d)`` parameter (named by
+    ``_sort_by``, constrained by ``_constraint``) beside the weights."""
+
+    n_components: int
+    init_params: str = "kmeans"
+    max_steps: int = 3000
+    ftol: float | None = None
+    kmeans_steps: int = 100
+    xtol: float | None = None
+    _sort_by = ""
+    _constraint = C.real
+
+    def __post_init__(self):
+        self._validate_settings()
+
+    def param_shapes(self, d):
+        return {self._sort_by: (self.n_components, d), "weights": (self.n_components,)}
+
+    def constraints(self):
+        return {self._sort_by: self._constraint, "weights": C.simplex}
+
+    def n_parameters(self, d):
+        return (self.n_components - 1) + self.n_components * d
+
+
+@dataclasses.dataclass(frozen=True)
+class BernoulliMixture(_ProductMixture):
     """A mixture of products of independent Bernoulli variables (binary data), by EM.
 
     ``log f(x_i | p_j) = sum_a x_ia log p_ja + (1 - x_ia) log(1 - p_ja)``; the M-step is
@@ -33,25 +60,8 @@ class BernoulliMixture(Mixture):
       ((2, 6), [0.5, 0.5])
     """
 
-    n_components: int
-    init_params: str = "kmeans"
-    max_steps: int = 3000
-    ftol: float | None = None
-    kmeans_steps: int = 100
-    xtol: float | None = None
     _sort_by = "probs"
-
-    def __post_init__(self):
-        self._validate_settings()
-
-    def param_shapes(self, d):
-        return {"probs": (self.n_components, d), "weights": (self.n_components,)}
-
-    def constraints(self):
-        return {"probs": C.unit_interval, "weights": C.simplex}
-
-    def n_parameters(self, d):
-        return (self.n_components - 1) + self.n_components * d
+    _constraint = C.unit_interval
 
     def joint_loglik(self, params, x):
         p = params["probs"]
@@ -72,7 +82,7 @@ class BernoulliMixture(Mixture):
 
 
 @dataclasses.dataclass(frozen=True)
-class PoissonMixture(Mixture):
+class PoissonMixture(_ProductMixture):
     """A mixture of products of independent Poisson variables (counts), by EM.
 
     ``log f(x_i | lambda_j) = sum_a x_ia log lambda_ja - lambda_ja - log x_ia!``; the M-step
@@ -89,25 +99,8 @@ class PoissonMixture(Mixture):
       [2, 12]
     """
 
-    n_components: int
-    init_params: str = "kmeans"
-    max_steps: int = 3000
-    ftol: float | None = None
-    kmeans_steps: int = 100
-    xtol: float | None = None
     _sort_by = "rates"
-
-    def __post_init__(self):
-        self._validate_settings()
-
-    def param_shapes(self, d):
-        return {"rates": (self.n_components, d), "weights": (self.n_components,)}
-
-    def constraints(self):
-        return {"rates": C.positive, "weights": C.simplex}
-
-    def n_parameters(self, d):
-        return (self.n_components - 1) + self.n_components * d
+    _constraint = C.positive
 
     def joint_loglik(self, params, x):
         lam = params["rates"]
