@@ -49,7 +49,8 @@ from mlejax.inference import (
     profile,
     robust_cov,
 )
-from mlejax.result import FitResult
+from mlejax.result import FitResult, RandomEffectsResult
+from mlejax.random_effects import RandomEffects
 from mlejax.status import Status
 from mlejax import distributions, models
 from mlejax import anneal, optima, penalties
@@ -82,6 +83,9 @@ __all__ = [
     "anneal",
     "optima",
     "penalties",
+    # random effects (Laplace marginal likelihood)
+    "RandomEffects",
+    "RandomEffectsResult",
     # mixtures and EM
     "BernoulliMixture",
     "GaussianMixture",

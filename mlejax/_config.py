@@ -41,3 +41,4 @@ class Config:
     checked_start: bool = False         # init checked on the solver's first evaluation
     init_in_trace: bool = False         # ... read from the fit's trace[0] after the program
     lbfgs_memory: int = 10              # curvature pairs kept by method="lbfgs"
+    random: Any = None                  # mlejax._laplace.Laplace: the marginal's random effects

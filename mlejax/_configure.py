@@ -29,12 +29,14 @@ from mlejax.result import FitResult
 def configure(loglik_fn, init, data, *, constraints, weights, method, optimizer, batch_size,
              max_steps, gtol, ftol, restarts, key, restart_scale, trace_len, batched,
              init_batched, check_finite=True, first_index=0, penalty=None, anneal=None,
-             canonical=None, obs_chunk=None, obs_devices=None, solver_checks_init=False):
+             canonical=None, obs_chunk=None, obs_devices=None, solver_checks_init=False,
+             random=None):
     """All host-side checks; returns the static config and the arrays to feed the kernel.
 
     ``solver_checks_init``: the caller runs a large fit through :func:`fit_checked_start`,
     which checks init on the solver's first evaluation (``cfg.checked_start``), so the pass
-    of its own is skipped here."""
+    of its own is skipped here. ``random``: ``loglik_fn`` is this marginal of a joint with
+    random effects (:mod:`mlejax.random_effects`), whose solver carries its warm starts."""
     if not callable(loglik_fn):
         raise ValueError("loglik_fn must be a function loglik_fn(params, data).")
     solver = as_method(method, optimizer=optimizer, batch_size=batch_size,
@@ -132,7 +134,7 @@ def configure(loglik_fn, init, data, *, constraints, weights, method, optimizer,
         restart_scale=float(restart_scale), batched=batched, init_batched=init_batched,
         penalty=penalty, anneal=anneal, canonical=canonical,
         obs_chunk=None if obs_chunk is None else int(obs_chunk), obs_devices=obs_devices,
-        checked_start=checked_start, init_in_trace=init_in_trace)
+        checked_start=checked_start, init_in_trace=init_in_trace, random=random)
 
     start = to_u(problem, init_batched, leaves)
     if key is None and not batched and restarts is None and batch_size is None \

@@ -61,7 +61,7 @@ def solve_one(cfg: Config, u0, data, weights, key) -> FitResult:
     setup = solver_setup(cfg, data, weights, key)
     out = iterate(setup.solver, u0, max_steps=cfg.max_steps, gtol=cfg.gtol, ftol=cfg.ftol,
                   trace_len=cfg.trace_len, loose=cfg.loose)
-    return to_result(cfg, setup, out)
+    return to_result(cfg, setup, out, data)
 
 
 def loop_until(cfg: Config, u0, data, weights, key, until):
@@ -88,7 +88,7 @@ def loop_advance(cfg: Config, state, data, weights, key, until):
 def loop_result(cfg: Config, state, data, weights, key):
     """A finished loop's :class:`FitResult`."""
     setup = solver_setup(cfg, data, weights, key)
-    return to_result(cfg, setup, _loop.finish(setup.solver, state))
+    return to_result(cfg, setup, _loop.finish(setup.solver, state), data)
 
 
 def best_of(all_starts: FitResult) -> FitResult:

@@ -33,6 +33,7 @@ from mlejax._configure import check_init_in_trace, check_repack, configure
 from mlejax._kernels import (batch_block, fit_batch_concurrently, fit_checked_start,
                              fit_restarts_concurrently, restart_block)
 from mlejax._repack import fit_repacked
+from mlejax.random_effects import marginal_problem
 from mlejax._warnings import renamed, warn_fits
 from mlejax.result import FitContext, FitResult
 
@@ -46,7 +47,8 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         restart_scale: float = 1.0, trace_len: int | None = None,
         penalty: Any = None, anneal: Any = None, canonical: Callable | None = None,
         repack: int | None = None, obs_chunk: int | None = None, obs_devices: Any = None,
-        warn: bool = True, batch_size: int | None = None, devices: Any = None) -> FitResult:
+        random: Any = None, warn: bool = True, batch_size: int | None = None,
+        devices: Any = None) -> FitResult:
     """Maximises ``sum_i w_i loglik_fn(params, data)_i`` (``+ penalty(params)``) over ``params``.
 
     The solvers work on unconstrained coordinates (each constrained leaf through its
@@ -126,6 +128,14 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         device, 210 ms on two). Not with ``restarts``, ``minibatch`` or ``anneal``. Formerly
         ``devices=``, which still works with a ``DeprecationWarning`` (in ``fit_batch``,
         ``devices=`` shards the batch of fits, not the rows).
+      random: the names of random effects in ``init`` (a dict), or a
+        :class:`mlejax.RandomEffects` (``grouped=True`` for independent groups, ``nodes``
+        for adaptive quadrature): ``loglik_fn`` is then the joint log-density of the data
+        and the random effects, and the fit maximises the marginal likelihood of the other
+        parameters, the random effects integrated out by the Laplace approximation
+        (:mod:`mlejax.random_effects`). ``res.random`` holds their modes and standard
+        errors. Not with ``weights``, ``minibatch``, ``obs_chunk``, ``obs_devices``,
+        ``anneal`` or ``repack``.
       warn: warn on the host when the fit did not converge or its Hessian is singular.
 
     Returns:
@@ -141,6 +151,13 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
     """
     minibatch = renamed("batch_size", batch_size, "minibatch", minibatch)
     obs_devices = renamed("devices", devices, "obs_devices", obs_devices)
+    marginal = None
+    if random is not None:
+        loglik_fn, init, data, constraints = marginal_problem(
+            loglik_fn, init, data, random, constraints=constraints, batched=False,
+            init_batched=False, weights=weights, minibatch=minibatch, obs_chunk=obs_chunk,
+            obs_devices=obs_devices, anneal=anneal, repack=repack)
+        marginal = loglik_fn
     if repack is not None:
         check_repack(repack, anneal)
         if restarts is None:
@@ -151,7 +168,7 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         optimizer=optimizer, batch_size=minibatch, max_steps=max_steps, gtol=gtol, ftol=ftol,
         restarts=restarts, key=key, restart_scale=restart_scale, trace_len=trace_len,
         batched=False, init_batched=False, penalty=penalty, anneal=anneal, canonical=canonical,
-        obs_chunk=obs_chunk, obs_devices=obs_devices, solver_checks_init=True)
+        obs_chunk=obs_chunk, obs_devices=obs_devices, solver_checks_init=True, random=marginal)
     if cfg.checked_start:
         res = fit_checked_start(cfg, start, data, weights, key)
     elif repack is None or restart_block(cfg, data, weights) is not None:
@@ -192,7 +209,7 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
               devices: Any = None, progress: bool = False, checkpoint: str | None = None,
               first_index: int = 0, penalty: Any = None, anneal: Any = None,
               canonical: Callable | None = None, obs_chunk: int | None = None,
-              warn: bool = True, out: str | None = None,
+              random: Any = None, warn: bool = True, out: str | None = None,
               batch_size: int | None = None) -> FitResult:
     """Fits K independent datasets in one compiled program.
 
@@ -207,7 +224,10 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
     (R starts per dataset; ``res.optima`` maps each dataset's optima). Every array in the
     result gains the leading K axis. ``penalty``, ``anneal`` and ``canonical`` are as in
     :func:`fit` (``anneal`` does not combine with ``repack``), and so is ``obs_chunk`` (chunks
-    of each dataset's observations, axis 1 of the batched data).
+    of each dataset's observations, axis 1 of the batched data). ``random`` fits K models
+    with random effects (as in :func:`fit`; their starts in ``init`` shared, or per dataset
+    with ``init_batched``), one per dataset, in one program; not with the streaming options
+    below.
 
     ``method`` (a name or a solver object), ``minibatch`` and the tolerances are as in
     :func:`fit`.
@@ -249,11 +269,22 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
       True
     """
     minibatch = renamed("batch_size", batch_size, "minibatch", minibatch)
+    marginal = None
+    if random is not None:
+        streamed = {"chunk_size": chunk_size, "repack": repack, "devices": devices,
+                    "checkpoint": checkpoint, "out": out, "progress": progress or None}
+        if isinstance(data, (batching.Ragged, collections.abc.Iterator)):
+            streamed["data (ragged or a generator)"] = True
+        loglik_fn, init, data, constraints = marginal_problem(
+            loglik_fn, init, data, random, constraints=constraints, batched=True,
+            init_batched=init_batched, weights=weights, minibatch=minibatch,
+            obs_chunk=obs_chunk, anneal=anneal, **streamed)
+        marginal = loglik_fn
     options = dict(constraints=constraints, method=method, optimizer=optimizer,
                    batch_size=minibatch, max_steps=max_steps, gtol=gtol, ftol=ftol,
                    restarts=restarts, key=key, restart_scale=restart_scale,
                    trace_len=trace_len, penalty=penalty, anneal=anneal, canonical=canonical,
-                   obs_chunk=obs_chunk)
+                   obs_chunk=obs_chunk, random=marginal)
     if repack is not None:
         check_repack(repack, anneal)
     if (repack is not None and not isinstance(data, (batching.Ragged, collections.abc.Iterator))

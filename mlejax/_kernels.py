@@ -243,7 +243,7 @@ def checked_start_kernels(cfg: Config):
         setup = solver_setup(cfg, data, weights, key)
         state = _loop.advance(setup.solver, state, max_steps=cfg.max_steps, gtol=cfg.gtol,
                               ftol=cfg.ftol, loose=cfg.loose)
-        return to_result(cfg, setup, _loop.finish(setup.solver, state))
+        return to_result(cfg, setup, _loop.finish(setup.solver, state), data)
 
     return jax.jit(functools.partial(loop_init, cfg)), jax.jit(rest)
 

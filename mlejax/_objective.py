@@ -15,13 +15,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mlejax import _laplace
 from mlejax import penalties as _penalties
 from mlejax._attained import not_attained
 from mlejax._config import Config
 from mlejax._loop import LoopResult
-from mlejax._numerics import scaled_grad_norm
+from mlejax._numerics import safe_inverse_pd, scaled_grad_norm
 from mlejax._obs_chunks import ChunkedSum
-from mlejax.result import FitResult
+from mlejax.result import FitResult, RandomEffectsResult
 from mlejax.solvers import MinibatchGradient, Newton, bfgs, gradient, lbfgs
 from mlejax.solvers.proximal import ProximalNewton
 from mlejax.status import Status
@@ -91,6 +92,7 @@ class Setup(NamedTuple):
     fn: Callable[[jax.Array], jax.Array]
     nobs: jax.Array
     loglik: Callable[[jax.Array], jax.Array] | None = None   # plain, when fn is penalised
+    warm_fn: Callable | None = None   # random effects: the objective from an inner start w
 
 
 def solver_setup(cfg: Config, data, weights, key, fn=None) -> Setup:
@@ -120,34 +122,54 @@ def solver_setup(cfg: Config, data, weights, key, fn=None) -> Setup:
         scale = float(n_obs) if n_obs else 1.0
         nobs = jnp.int32(n_obs if n_obs is not None else -1)
 
-    if l1 is not None:   # exact zeros: proximal Newton (method="newton", checked in configure)
-        solver = ProximalNewton(fn, l1)
-    elif cfg.method == "newton":
-        solver = Newton(fn, fn.value_grad_hessian if chunked else None)
-    elif cfg.method == "bfgs":
-        solver = bfgs(fn, scale, value_and_grad=fn.value_and_grad if chunked else None)
-    elif cfg.method == "lbfgs":
-        solver = lbfgs(fn, scale, cfg.lbfgs_memory,
-                       value_and_grad=fn.value_and_grad if chunked else None)
-    elif cfg.batch_size is None:
-        solver = gradient(fn, scale, cfg.optimizer)
-    else:
-        solver = MinibatchGradient(fn, minibatch_objective(cfg, data, weights, n_obs), key,
-                                   scale, cfg.optimizer, gtol=cfg.gtol)
-    return Setup(solver, fn, nobs, loglik)
+    def make_solver(fn):
+        if l1 is not None:   # exact zeros: proximal Newton (method="newton", checked in configure)
+            return ProximalNewton(fn, l1)
+        if cfg.method == "newton":
+            return Newton(fn, fn.value_grad_hessian if chunked else None)
+        if cfg.method == "bfgs":
+            return bfgs(fn, scale, value_and_grad=fn.value_and_grad if chunked else None)
+        if cfg.method == "lbfgs":
+            return lbfgs(fn, scale, cfg.lbfgs_memory,
+                         value_and_grad=fn.value_and_grad if chunked else None)
+        if cfg.batch_size is None:
+            return gradient(fn, scale, cfg.optimizer)
+        return MinibatchGradient(fn, minibatch_objective(cfg, data, weights, n_obs), key,
+                                 scale, cfg.optimizer, gtol=cfg.gtol)
+
+    if cfg.random is None:
+        return Setup(make_solver(fn), fn, nobs, loglik)
+    # Random effects (mlejax._laplace): the objective is the marginal, whose inner Newton
+    # starts from data["u0"]; the solver carries the last mode forward as that start.
+    spec = cfg.random
+
+    def warm_fn(w):
+        warm_data = dict(data, u0=w)
+        if cfg.penalty is None:
+            return loglik_total(cfg, warm_data, weights)
+        return objective(cfg, warm_data, weights)
+
+    def mode_at(u, w):
+        m, ok = _laplace.mode(spec, problem.to_natural(u), data["data"], w)
+        return jax.lax.stop_gradient(jnp.where(ok > 0, m, w))
+
+    solver = _laplace.WarmStarted(lambda w: make_solver(warm_fn(w)), mode_at, data["u0"])
+    return Setup(solver, fn, nobs, loglik, warm_fn)
 
 
-def to_result(cfg: Config, setup: Setup, out: LoopResult) -> FitResult:
-    """The observed information at the optimum, on the natural scale, and the result."""
+def to_result(cfg: Config, setup: Setup, out: LoopResult, data=None) -> FitResult:
+    """The observed information at the optimum, on the natural scale, and the result
+    (with random effects, ``data`` is the fit's: their modes and errors are reported)."""
     problem = cfg.problem
     state = out.solver_state
     u_hat = state.u
+    fn = setup.fn if setup.warm_fn is None else setup.warm_fn(state.warm)
     if cfg.method == "newton":
         hess = state.hess
-    elif isinstance(setup.fn, ChunkedSum):
-        hess = setup.fn.value_grad_hessian(u_hat)[2]
+    elif isinstance(fn, ChunkedSum):
+        hess = fn.value_grad_hessian(u_hat)[2]
     else:
-        hess = jax.hessian(setup.fn)(u_hat)
+        hess = jax.hessian(fn)(u_hat)
     # Newton's hess is a BFGS model where the autodiff Hessian had non-finite entries: no
     # standard errors from it (its ``exact`` flag); other solvers' Hessian is evaluated here.
     exact = getattr(state, "exact", None)
@@ -161,11 +183,14 @@ def to_result(cfg: Config, setup: Setup, out: LoopResult) -> FitResult:
                        jnp.where(pd | ~converged, out.status,
                                  jnp.int32(Status.SINGULAR_HESSIAN)))
     if cfg.penalty is None:   # a stop on the way to a supremum at infinity (_attained.py)
-        escaping = not_attained(setup.fn, u_hat, hess, state.g,
-                                batched_fn=not isinstance(setup.fn, ChunkedSum))
+        escaping = not_attained(fn, u_hat, hess, state.g,
+                                batched_fn=not isinstance(fn, ChunkedSum))
         status = jnp.where(escaping & ((status == Status.CONVERGED)
                                        | (status == Status.SINGULAR_HESSIAN)),
                            jnp.int32(Status.NOT_ATTAINED), status)
+    random = None
+    if cfg.random is not None:
+        random, status = random_effects_at(cfg, u_hat, hess, data, state.warm, status)
     stderr = problem.unravel_natural(jnp.sqrt(jnp.diagonal(cov)))
     # A penalised fit maximised loglik + penalty (state.f): report both, apart.
     penalised = cfg.penalty is not None and setup.loglik is not None
@@ -176,4 +201,20 @@ def to_result(cfg: Config, setup: Setup, out: LoopResult) -> FitResult:
         grad_norm=scaled_grad_norm(u_hat, state.f, state.g), nobs=setup.nobs, restarts=None,
         n_best=None, objective=state.f if penalised else None,
         param_names=problem.param_names, df_model=problem.n_free, method=cfg.method,
-        penalty=repr(cfg.penalty) if penalised else None, leaf_order=problem.order)
+        penalty=repr(cfg.penalty) if penalised else None, leaf_order=problem.order,
+        random=random)
+
+
+def random_effects_at(cfg: Config, u_hat, hess, data, warm, status):
+    """The random effects at the estimate (:func:`mlejax._laplace.report`) as a
+    :class:`~mlejax.result.RandomEffectsResult`, and the status with the inner Newton's
+    diagnosis: ``INNER_NOT_CONVERGED`` or ``INNER_NOT_DEFINITE`` where the mode at the
+    estimate was not found or is not a strict maximum (the marginal is not defined there)."""
+    spec = cfg.random
+    cov_u, _ = safe_inverse_pd(-hess)
+    rep = _laplace.report(spec, cfg.problem.to_natural, u_hat, cov_u, data["data"], warm)
+    unflat = spec.layout.unflatten
+    status = jnp.where(~rep.converged, jnp.int32(Status.INNER_NOT_CONVERGED),
+                       jnp.where(~rep.definite, jnp.int32(Status.INNER_NOT_DEFINITE), status))
+    return RandomEffectsResult(mode=unflat(rep.mode), stderr=unflat(rep.stderr),
+                               cond_stderr=unflat(rep.cond_stderr)), status

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +17,8 @@ import numpy as np
 from mlejax._numerics import normal_quantile
 from mlejax.status import HasStatus, Status, message
 
-__all__ = ["DATA_FIELDS", "META_FIELDS", "PROVIDED_BY", "FitContext", "FitResult", "provide"]
+__all__ = ["DATA_FIELDS", "META_FIELDS", "PROVIDED_BY", "FitContext", "FitResult",
+           "RandomEffectsResult", "provide"]
 
 
 # --- what the modules above this one compute for a result ---------------------------------------
@@ -67,6 +68,28 @@ def _provided(name: str) -> Callable:
     return fn
 
 
+class RandomEffectsResult(NamedTuple):
+    """The random effects of a fit by the Laplace approximation (``random=``), at the estimate.
+
+    Each field is a dict by random-effect name, with the shape that name has in ``init``
+    (a leading ``K`` axis for a batch).
+
+    Attributes:
+      mode: the conditional modes of the random effects given the estimate (lme4's
+        ``ranef``; TMB's ``par.random``); for a Gaussian joint, the BLUPs.
+      stderr: their standard errors including the uncertainty of the estimate,
+        ``sqrt diag(A^-1 + J cov J^T)`` with ``A`` the negative Hessian of the joint in the
+        random effects at the mode and ``J`` the derivative of the mode in the parameters
+        (TMB's ``sdreport``).
+      cond_stderr: the conditional standard deviations given the estimate, ``sqrt diag
+        A^-1`` (the square roots of lme4's conditional variances, ``condVar``).
+    """
+
+    mode: Any
+    stderr: Any
+    cond_stderr: Any
+
+
 @dataclasses.dataclass(frozen=True)
 class FitResult(HasStatus):
     """What a fit found, and how much to trust it.
@@ -98,6 +121,9 @@ class FitResult(HasStatus):
       leaf_order: the leaves of ``params`` (by their index in JAX's flattening order) in the
         order of ``param_names``: the order the keys of ``init`` were written in (JAX sorts
         dict keys). None: JAX's order.
+      random: for a fit of a marginal likelihood (``random=``), the random effects at the
+        estimate (:class:`RandomEffectsResult`); ``params``, ``cov`` and ``loglik`` are then
+        those of the marginal. None otherwise.
 
     Example:
       >>> loglik = lambda p, x: jax.scipy.stats.norm.logpdf(x, p["mu"], p["sigma"])
@@ -134,6 +160,7 @@ class FitResult(HasStatus):
     df_effective: jax.Array | None = None
     penalty: str | None = None
     leaf_order: tuple[int, ...] | None = None
+    random: RandomEffectsResult | None = None
 
     # --- derived quantities -------------------------------------------------------------
     @property
@@ -270,7 +297,7 @@ class FitResult(HasStatus):
 #: FitResult's array fields (pytree leaves) and its static fields, for code that rebuilds or
 #: stores results field by field (batching, result files).
 DATA_FIELDS = ["params", "loglik", "status", "n_steps", "trace", "cov", "stderr", "grad_norm",
-               "nobs", "restarts", "n_best", "objective", "df_effective"]
+               "nobs", "restarts", "n_best", "objective", "df_effective", "random"]
 META_FIELDS = ["param_names", "df_model", "method", "context", "penalty", "leaf_order"]
 
 
@@ -326,6 +353,10 @@ def _single_summary(res: FitResult, level: float, se=None, bounds=None,
     else:
         crit = f"AIC: {float(res.aic):.6g}    BIC: {float(res.bic):.6g}"
     lines.append(f"{crit}    scaled |grad|: {float(res.grad_norm):.2e}")
+    if res.random is not None:
+        sizes = ", ".join(f"{k} {tuple(np.shape(v))}" for k, v in res.random.mode.items())
+        lines.append(f"marginal likelihood over the random effects {sizes} (Laplace); their "
+                     "modes: res.random")
     if res.n_best is not None:
         r = int(np.shape(res.restarts.loglik)[0])
         conv = int(np.sum(np.asarray(res.restarts.converged)))

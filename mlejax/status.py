@@ -15,7 +15,7 @@ class Status(enum.IntEnum):
 
     Example:
       >>> [s.name for s in mj.Status if s >= 0]
-      ['CONVERGED', 'MAX_STEPS', 'NONFINITE', 'LINESEARCH_FAILED', 'SINGULAR_HESSIAN', 'NOT_RUN', 'NONFINITE_HESSIAN', 'NOT_ATTAINED']
+      ['CONVERGED', 'MAX_STEPS', 'NONFINITE', 'LINESEARCH_FAILED', 'SINGULAR_HESSIAN', 'NOT_RUN', 'NONFINITE_HESSIAN', 'NOT_ATTAINED', 'INNER_NOT_CONVERGED', 'INNER_NOT_DEFINITE']
       >>> mj.Status(1).name, mj.Status.CONVERGED == 0
       ('MAX_STEPS', True)
     """
@@ -28,6 +28,8 @@ class Status(enum.IntEnum):
     NOT_RUN = 5
     NONFINITE_HESSIAN = 6
     NOT_ATTAINED = 7
+    INNER_NOT_CONVERGED = 8
+    INNER_NOT_DEFINITE = 9
     # Internal: the loop is still iterating. Never present in a finished result.
     RUNNING = -1
 
@@ -58,6 +60,16 @@ _MESSAGES = {
                          "a binary regression, a variance going to zero); the estimates and "
                          "standard errors are meaningless. Fix: drop or merge the separating "
                          "variables, add a penalty (mj.penalties.l2) or constrain the parameter",
+    Status.INNER_NOT_CONVERGED: "not converged: the inner Newton that finds the mode of the random "
+                                "effects did not converge at these parameters, so the Laplace "
+                                "marginal likelihood is not defined there; raise "
+                                "mj.RandomEffects(max_inner=...), start the random effects "
+                                "nearer their modes, or check that the joint is smooth in them",
+    Status.INNER_NOT_DEFINITE: "the joint log-density is not strictly concave in the random "
+                               "effects at their mode (-d2/du2 not positive definite), so the "
+                               "Laplace approximation does not exist; check that the joint "
+                               "includes the random effects' own distribution log p(u | theta) "
+                               "and that every random effect enters it",
     Status.RUNNING: "running",
 }
 

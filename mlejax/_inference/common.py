@@ -118,8 +118,10 @@ def refit_config(cfg, *, method: str | None, max_steps: int | None, **changes):
     # A refit is warm-started at the estimate: no annealing path away from it. Refits of a
     # fit sharded over devices (fit(devices=...)) run as one program on the data where it
     # lies: XLA partitions them.
+    # A random-effects fit's refits start each inner Newton from the fit's own start (the
+    # data's "u0"): no warm start carried, the same marginal.
     new = dict(restarts=None, init_fn=None, batched=False, init_batched=False, batch_size=None,
-               trace_len=1, anneal=None, obs_devices=None)
+               trace_len=1, anneal=None, obs_devices=None, random=None)
     if method != cfg.method or cfg.batch_size is not None:
         steps, gtol, ftol = default_settings(method, cfg.problem.dtype)
         new.update(method=method, gtol=float(gtol), ftol=float(ftol), max_steps=steps,
