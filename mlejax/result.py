@@ -355,7 +355,10 @@ def _single_summary(res: FitResult, level: float, se=None, bounds=None,
     lines.append(f"{crit}    scaled |grad|: {float(res.grad_norm):.2e}")
     if res.random is not None:
         sizes = ", ".join(f"{k} {tuple(np.shape(v))}" for k, v in res.random.mode.items())
-        lines.append(f"marginal likelihood over the random effects {sizes} (Laplace); their "
+        spec = None if res.context is None else res.context.config.random
+        nodes = 1 if spec is None else spec.nodes
+        how = "Laplace" if nodes == 1 else f"adaptive Gauss-Hermite, {nodes} nodes"
+        lines.append(f"marginal likelihood over the random effects {sizes} ({how}); their "
                      "modes: res.random")
     if res.n_best is not None:
         r = int(np.shape(res.restarts.loglik)[0])

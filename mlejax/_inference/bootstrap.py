@@ -252,6 +252,11 @@ def bootstrap(res: FitResult, data: Any = None, *, n: int = 1000, key: jax.Array
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}.")
     ctx = res.context
     cfg = ctx.config
+    if cfg.random is not None:
+        raise ValueError("bootstrap of a fit with random effects (random=) is not available: "
+                         "its marginal likelihood has no per-observation terms to resample. "
+                         "Resample whole groups yourself and refit them with fit_batch(..., "
+                         "random=...), one bootstrap sample per dataset.")
     batched = res.is_batch
     lead = lead_shape(res)
     if batched and len(lead) != 1:
