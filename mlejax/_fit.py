@@ -33,7 +33,7 @@ from mlejax._configure import check_init_in_trace, check_repack, configure
 from mlejax._kernels import (batch_block, fit_batch_concurrently, fit_checked_start,
                              fit_restarts_concurrently, restart_block)
 from mlejax._repack import fit_repacked
-from mlejax.random_effects import marginal_problem
+from mlejax.random_effects import check_start_status, marginal_problem
 from mlejax._warnings import renamed, warn_fits
 from mlejax.result import FitContext, FitResult
 
@@ -175,6 +175,8 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         res = fit_restarts_concurrently(cfg, start, data, weights, key)
     else:
         res = _fit_restarts_repacked(cfg, start, data, weights, key, int(repack))
+    if marginal is not None and cfg.init_in_trace and V.is_concrete(res.trace):
+        check_start_status(res)
     check_init_in_trace(cfg, res)
     res = dataclasses.replace(res, context=FitContext(cfg, data, weights))
     if warn and V.is_concrete(res.status):

@@ -31,8 +31,9 @@ import numpy as np
 from mlejax import _laplace
 from mlejax import _validate as V
 from mlejax.constraints import Constraint, real
+from mlejax.status import Status
 
-__all__ = ["RandomEffects", "as_random", "marginal_problem"]
+__all__ = ["RandomEffects", "as_random", "check_start_status", "marginal_problem"]
 
 # A declared group structure is refused when A r and blockdiag(A) r differ by more than this
 # (relative) for a random r: far above rounding, far below any real coupling.
@@ -118,8 +119,9 @@ def marginal_problem(loglik_fn: Callable, init: Any, data: Any, random: Any, *,
     ``init`` without the random effects (a function of a key if ``init`` is),
     ``outer_data = {"data": data, "u0": the random effects' start}`` (a leading ``K`` axis
     when ``batched``). ``unsupported`` are the options a marginal fit does not take; any
-    that is set is an error. With ``check``, the start is examined on concrete data: the
-    mode found, the group declaration checked, ``A`` positive definite at it.
+    that is set is an error. With ``check``, on concrete data, the
+    group declaration checked (the inner Newton at the start is diagnosed from the fit's
+    own first evaluation: :func:`check_start_status`).
     """
     spec = as_random(random)
     for option, value in unsupported.items():
@@ -264,39 +266,43 @@ def _check_joint_output(loglik_fn, spec, layout, theta, data, u0) -> bool:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _start_diagnosis(marginal_fn, theta, data, u0):
-    u, converged, steps = _laplace.inner_newton(marginal_fn, theta, data, u0)
-    _, _, a = marginal_fn.blocks(u, theta, data)
-    _, pd = _laplace.safe_cholesky(a)
-    coupling = (_laplace.check_groups(marginal_fn, theta, data, u, jax.random.key(0))
-                if marginal_fn.layout.grouped else jnp.zeros((), u.dtype))
-    return converged, steps, pd, coupling, marginal_fn(theta, {"data": data, "u0": u0})
+def _coupling(marginal_fn, theta, data, u0):
+    return _laplace.check_groups(marginal_fn, theta, data, u0, jax.random.key(0))
 
 
 def _check_start(marginal_fn, spec, theta, data, u0) -> None:
-    """At the start, before the fit: the inner Newton converges, the groups are as
-    declared, ``A`` is positive definite at the mode and the marginal finite."""
-    converged, steps, pd, coupling, value = jax.device_get(
-        _start_diagnosis(marginal_fn, theta, data, u0))
-    if spec.grouped and not coupling <= GROUP_CHECK_TOL:
+    """A declared group structure, checked at the start before the fit (one Hessian-vector
+    product against the blocks: a small program). The inner Newton at the start is
+    diagnosed by the fit itself (:func:`check_start_status`)."""
+    if not spec.grouped:
+        return
+    coupling = float(jax.device_get(_coupling(marginal_fn, theta, data, u0)))
+    if not coupling <= GROUP_CHECK_TOL:
         raise ValueError(
             f"grouped=True declares that each group's random effects (axis 0 of "
             f"{list(spec.names)}) enter only that group's terms, but the joint couples "
             f"groups: its Hessian in the random effects is not block diagonal (relative "
-            f"discrepancy {float(coupling):.2g} on a random probe). Declare grouped=False "
+            f"discrepancy {coupling:.2g} on a random probe). Declare grouped=False "
             f"(a dense Hessian), or make the leading axis the independent groups.")
-    if not converged:
+
+
+def check_start_status(res) -> None:
+    """After one fit whose marginal was not finite at init: the reason, as an error (the
+    inner Newton's status at the start, or a joint that is not finite there)."""
+    trace = np.asarray(res.trace)
+    if trace.size == 0 or np.isfinite(trace[0]):
+        return
+    code = int(res.status)
+    if code == Status.INNER_NOT_CONVERGED:
         raise ValueError(
-            f"the inner Newton found no mode of the random effects at init ({int(steps)} "
-            f"steps): the joint may be unbounded in them (no distribution log p(u | theta) "
-            f"in the joint?), or need more steps (mj.RandomEffects(..., max_inner=...)), or "
-            f"better starting values for them.")
-    if not np.all(pd):
+            "the inner Newton found no mode of the random effects at init: the joint may be "
+            "unbounded in them (no distribution log p(u | theta) in the joint?), or need more "
+            "steps (mj.RandomEffects(..., max_inner=...)), or better starting values for them.")
+    if code == Status.INNER_NOT_DEFINITE:
         raise ValueError(
-            f"the joint log-density is not strictly concave in the random effects at their "
-            f"mode at init ({int(np.sum(~pd))} of {np.size(pd)} blocks not negative "
-            f"definite), so the Laplace approximation does not exist there: every random "
-            f"effect must enter the joint, and its distribution log p(u | theta) belongs in it.")
-    if not np.isfinite(value):
-        raise ValueError(f"the marginal log-likelihood is not finite at init (got "
-                         f"{float(value)}); choose starting values where the joint is finite.")
+            "the joint log-density is not strictly concave in the random effects at their mode "
+            "at init (its negative Hessian in them is not positive definite), so the Laplace "
+            "approximation does not exist there: every random effect must enter the joint, "
+            "and its distribution log p(u | theta) belongs in it.")
+    raise ValueError(f"the marginal log-likelihood is not finite at init (got "
+                     f"{float(trace[0])}); choose starting values where the joint is finite.")
