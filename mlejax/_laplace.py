@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Layout", "Laplace", "WarmStarted", "WarmState", "mode", "inner_newton",
+__all__ = ["Layout", "Laplace", "WarmStarted", "WarmState", "mode", "at_mode", "inner_newton",
            "check_groups", "report"]
 
 # Cholesky tries with a growing Levenberg shift before a block is given up.
@@ -281,27 +281,40 @@ def inner_newton(spec: Laplace, theta: dict, data, u0: jax.Array):
     return s.u, s.converged & jnp.all(jnp.isfinite(s.u)), s.it
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def mode(spec: Laplace, theta: dict, data, u0: jax.Array):
     """``(u_hat, ok)``: the mode of the joint in ``u`` (from ``u0``), and 1.0 where the inner
     Newton converged (0.0 where not). Differentiable in ``theta`` by the implicit function
-    theorem, to any order; ``data`` and ``u0`` carry no derivative."""
-    u, converged, _ = inner_newton(spec, theta, data, u0)
+    theorem, to any order; ``data`` and ``u0`` carry no derivative.
+
+    The inner Newton runs once, on ``theta`` without its derivatives; :func:`at_mode` then
+    attaches them. Every derivative is taken at this one ``theta``, so each level of
+    differentiation reuses the mode found here instead of running the iterations again
+    (one loop in the program of a Hessian, not one per level)."""
+    u, converged, _ = inner_newton(spec, jax.lax.stop_gradient(theta), data, u0)
+    u = at_mode(spec, theta, data, jax.lax.stop_gradient(u))
     return u, converged.astype(spec.layout.dtype)
 
 
-@mode.defjvp
-def _mode_jvp(spec: Laplace, primals, tangents):
-    theta, data, u0 = primals
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def at_mode(spec: Laplace, theta: dict, data, u_hat: jax.Array) -> jax.Array:
+    """``u_hat``, the mode of the joint at ``theta``, as a function of ``theta``: its value is
+    the given one, its derivative the implicit function theorem's."""
+    del theta, data
+    return u_hat
+
+
+@at_mode.defjvp
+def _at_mode_jvp(spec: Laplace, primals, tangents):
+    theta, data, u_hat = primals
     dtheta = tangents[0]
-    u, ok = mode(spec, theta, data, u0)
+    u = at_mode(spec, theta, data, u_hat)   # differentiable again by this rule
     # grad_u f(u_hat(theta), theta) = 0  =>  A du = (d2f/du dtheta) dtheta.
     grad_u = lambda th: jax.grad(spec.joint)(u, th, data)  # noqa: E731
     _, r = jax.jvp(grad_u, (theta,), (dtheta,))
     _, _, a = spec.blocks(u, theta, data)
     chol, pd = safe_cholesky(a)
     du = cho_solve(chol, r)
-    return (u, ok), (jnp.where(pd[:, None], du, 0.0), jnp.zeros_like(ok))
+    return u, jnp.where(pd[:, None], du, 0.0)
 
 
 def safe_cholesky(a: jax.Array):
@@ -373,8 +386,8 @@ class WarmStarted:
         self.w0 = w0
 
     def init(self, u0):
-        w = self.mode_at(u0, self.w0)
-        return WarmState(self.make_solver(w).init(u0), w)
+        # The first evaluations start from the given start (``init``'s random effects).
+        return WarmState(self.make_solver(self.w0).init(u0), self.w0)
 
     def step(self, state: WarmState):
         inner, code = self.make_solver(state.warm).step(state.inner)
@@ -410,14 +423,16 @@ def report(spec: Laplace, theta_of_u: Callable, u_hat: jax.Array, cov_u: jax.Arr
     the parameters) with their standard errors: conditional on theta-hat, ``sqrt diag
     A^-1``, and with theta-hat's uncertainty (``cov_u``, the outer covariance in ``u``)
     added by the delta method, ``diag(A^-1 + J cov_u J^T)``, ``J = d u_hat / d u``."""
-    u, ok = mode(spec, theta_of_u(u_hat), data, w)
-    _, _, a = spec.blocks(u, theta_of_u(u_hat), data)
+    theta = theta_of_u(u_hat)
+    u, converged, _ = inner_newton(spec, theta, data, w)
+    _, _, a = spec.blocks(u, theta, data)
     chol, pd = safe_cholesky(a)
     m = a.shape[-1]
     units = jnp.broadcast_to(jnp.eye(m, dtype=a.dtype)[:, None, :], (m,) + a.shape[:2])
     inv_cols = jax.vmap(lambda e: cho_solve(chol, e))(units)          # (m_j, B, m_i)
     diag = jnp.diagonal(jnp.transpose(inv_cols, (1, 2, 0)), axis1=1, axis2=2)
     cond_var = jnp.where(pd[:, None], diag, jnp.nan)
-    jac = jax.jacfwd(lambda v: mode(spec, theta_of_u(v), data, w)[0])(u_hat)   # (B, m, p)
+    jac = jax.jacfwd(lambda v: at_mode(spec, theta_of_u(v), data, u))(u_hat)   # (B, m, p)
     extra = jnp.einsum("bip,pq,biq->bi", jac, cov_u, jac)
-    return RandomReport(u, jnp.sqrt(cond_var + extra), jnp.sqrt(cond_var), ok > 0, jnp.all(pd))
+    return RandomReport(u, jnp.sqrt(cond_var + extra), jnp.sqrt(cond_var), converged,
+                        jnp.all(pd))

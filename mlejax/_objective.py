@@ -150,8 +150,8 @@ def solver_setup(cfg: Config, data, weights, key, fn=None) -> Setup:
         return objective(cfg, warm_data, weights)
 
     def mode_at(u, w):
-        m, ok = _laplace.mode(spec, problem.to_natural(u), data["data"], w)
-        return jax.lax.stop_gradient(jnp.where(ok > 0, m, w))
+        m, converged, _ = _laplace.inner_newton(spec, problem.to_natural(u), data["data"], w)
+        return jax.lax.stop_gradient(jnp.where(converged, m, w))
 
     solver = _laplace.WarmStarted(lambda w: make_solver(warm_fn(w)), mode_at, data["u0"])
     return Setup(solver, fn, nobs, loglik, warm_fn)
