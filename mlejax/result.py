@@ -83,6 +83,23 @@ class RandomEffectsResult(NamedTuple):
         (TMB's ``sdreport``).
       cond_stderr: the conditional standard deviations given the estimate, ``sqrt diag
         A^-1`` (the square roots of lme4's conditional variances, ``condVar``).
+
+    Example:
+      >>> y = jnp.array([1.2, 0.9, 1.4, 2.1, 2.4, 1.9, 0.3, 0.6, 0.2])
+      >>> g = jnp.repeat(jnp.arange(3), 3)           # three groups of three
+      >>> def joint(p, d):                           # a random-intercept normal model
+      ...     y, g = d
+      ...     return (jnp.sum(jax.scipy.stats.norm.logpdf(y, p["mu"] + p["u"][g], p["s"]))
+      ...             + jnp.sum(jax.scipy.stats.norm.logpdf(p["u"], 0.0, p["s_u"])))
+      >>> res = mj.fit(joint, {"mu": 0.0, "u": jnp.zeros(3), "s": 1.0, "s_u": 1.0}, (y, g),
+      ...              random=mj.RandomEffects(["u"], grouped=True),
+      ...              constraints={"s": mj.positive, "s_u": mj.positive})
+      >>> res.param_names, res.random.mode["u"].shape
+      (('mu', 's', 's_u'), (3,))
+      >>> bool(jnp.allclose(res.params["mu"], y.mean()))   # balanced groups: the mean
+      True
+      >>> bool(jnp.all(res.random.stderr["u"] >= res.random.cond_stderr["u"]))
+      True
     """
 
     mode: Any
