@@ -17,6 +17,10 @@ Workloads (``--sizes`` sets the size named in brackets):
     zoo            [n]   ten custom likelihoods, each a fresh process: first and second
                          call, XLA compilations counted, persistent cache off and warm
     nist           [P]   the first P of the 27 NIST StRD problems, both starts
+    mixed          [G]   random effects by the Laplace approximation: a logistic GLMM of G
+                         groups x 5 (peak memory in a fresh process); a linear mixed model
+                         of 1,000 groups x 10 against statsmodels MixedLM (50 with --quick);
+                         K = 1,000 small GLMMs by fit_batch (K = 20 with --quick)
 
 Each workload first checks that every method reached the same optimum (a method that did
 not is marked and its ratio does not count), then times it: the median and range of
@@ -39,7 +43,7 @@ import traceback
 from . import harness as H
 
 WORKLOADS = ("batch_logistic", "big_logistic", "gmm", "multistart", "stragglers", "latency",
-             "nist", "zoo")
+             "nist", "zoo", "mixed")
 
 
 def workload(name: str):
