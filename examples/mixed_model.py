@@ -122,22 +122,24 @@ def logistic_part(args, rng):
           f"Laplace - exact = {float(res.loglik) - total_exact:.2e} "
           f"(largest gap in one group {np.max(np.abs(laplace - exact)):.1e})\n")
 
-    agq = mj.fit(logistic_joint_by_group, init, data, constraints=cons,
-                 random=mj.RandomEffects(["u"], grouped=True, nodes=15))
-    a = {k: float(agq.params[k]) for k in ("b0", "b1", "sd")}
-    exact_agq = sum(
-        exact_log_marginal(group_logistic(y[g == j], a["b0"] + a["b1"] * x[g == j], a["sd"]),
-                           float(agq.random.mode["u"][j])) for j in range(G))
-    print("Laplace (nodes=1) vs adaptive Gauss-Hermite with 15 nodes (close to the exact "
-          "marginal likelihood):")
-    print(f"  {'':8} {'Laplace':>12} {'AGQ(15)':>12} {'difference':>11} {'true':>7}")
-    for name in ("b0", "b1", "sd"):
-        lap, q = float(res.params[name]), a[name]
-        print(f"  {name:8} {lap:>12.6f} {q:>12.6f} {lap - q:>11.2e} {truth[name]:>7.2f}")
-    print(f"  {'stderr b1':8} {float(res.stderr['b1']):>12.6f} {float(agq.stderr['b1']):>12.6f}")
-    print(f"  loglik: Laplace {float(res.loglik):.8f}, AGQ(15) {float(agq.loglik):.8f}; "
-          f"exact at the AGQ estimate (quad) {exact_agq:.8f}: AGQ - exact = "
-          f"{float(agq.loglik) - exact_agq:.1e}\n")
+    n = args.nodes
+    if n > 1:   # 0 or 1: no quadrature fit
+        agq = mj.fit(logistic_joint_by_group, init, data, constraints=cons,
+                     random=mj.RandomEffects(["u"], grouped=True, nodes=n))
+        a = {k: float(agq.params[k]) for k in ("b0", "b1", "sd")}
+        exact_agq = sum(
+            exact_log_marginal(group_logistic(y[g == j], a["b0"] + a["b1"] * x[g == j], a["sd"]),
+                               float(agq.random.mode["u"][j])) for j in range(G))
+        print(f"Laplace (nodes=1) vs adaptive Gauss-Hermite with {n} nodes (close to the exact "
+              "marginal likelihood):")
+        print(f"  {'':8} {'Laplace':>12} {f'AGQ({n})':>12} {'difference':>11} {'true':>7}")
+        for name in ("b0", "b1", "sd"):
+            lap, q = float(res.params[name]), a[name]
+            print(f"  {name:8} {lap:>12.6f} {q:>12.6f} {lap - q:>11.2e} {truth[name]:>7.2f}")
+        print(f"  {'stderr b1':8} {float(res.stderr['b1']):>12.6f} {float(agq.stderr['b1']):>12.6f}")
+        print(f"  loglik: Laplace {float(res.loglik):.8f}, AGQ({n}) {float(agq.loglik):.8f}; "
+              f"exact at the AGQ estimate (quad) {exact_agq:.8f}: AGQ - exact = "
+              f"{float(agq.loglik) - exact_agq:.1e}\n")
 
 
 def poisson_part(args, rng):
@@ -193,6 +195,8 @@ def main(argv=None):
     ap.add_argument("--per-group", type=int, default=6, help="observations per group")
     ap.add_argument("--n", type=int, default=300, help="observations of the Poisson model")
     ap.add_argument("--show", type=int, default=5, help="groups / observations listed")
+    ap.add_argument("--nodes", type=int, default=15,
+                    help="Gauss-Hermite nodes of the quadrature fit compared (0: none)")
     args = ap.parse_args(argv)
     jax.config.update("jax_enable_x64", True)   # examples may; the library never does
     rng = np.random.default_rng(0)

@@ -21,7 +21,7 @@ from mlejax._attained import not_attained
 from mlejax._config import Config
 from mlejax._loop import LoopResult
 from mlejax._numerics import safe_inverse_pd, scaled_grad_norm
-from mlejax._obs_chunks import ChunkedSum
+from mlejax._obs_chunks import ChunkedSum, value_grad_hessian
 from mlejax.result import FitResult, RandomEffectsResult
 from mlejax.solvers import MinibatchGradient, Newton, bfgs, gradient, lbfgs
 from mlejax.solvers.proximal import ProximalNewton
@@ -153,8 +153,26 @@ def solver_setup(cfg: Config, data, weights, key, fn=None) -> Setup:
         m, converged, _ = _laplace.inner_newton(spec, problem.to_natural(u), data["data"], w)
         return jax.lax.stop_gradient(jnp.where(converged, m, w))
 
-    solver = _laplace.WarmStarted(lambda w: make_solver(warm_fn(w)), mode_at, data["u0"])
+    def make_warm_solver(w):
+        if cfg.method == "newton" and l1 is None:
+            # One traced program for the derivatives of the marginal, shared by the solver's
+            # first evaluation and its steps (a nested jit is traced once per shape).
+            return Newton(warm_fn(w), functools.partial(marginal_derivatives, cfg, w=w,
+                                                        data=data))
+        return make_solver(warm_fn(w))
+
+    solver = _laplace.WarmStarted(make_warm_solver, mode_at, data["u0"])
     return Setup(solver, fn, nobs, loglik, warm_fn)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def marginal_derivatives(cfg: Config, u, *, w, data):
+    """The value, gradient and Hessian in ``u`` of a random-effects fit's objective whose
+    inner Newton starts at ``w``."""
+    warm_data = dict(data, u0=w)
+    fn = (loglik_total(cfg, warm_data, None) if cfg.penalty is None
+          else objective(cfg, warm_data, None))
+    return value_grad_hessian(fn, u)
 
 
 def to_result(cfg: Config, setup: Setup, out: LoopResult, data=None) -> FitResult:

@@ -22,7 +22,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
     ("survival_weibull.py", ["--n", "40", "--boot", "10"], "profile likelihood"),
     ("many_fits.py", ["--k", "64", "--n", "20", "--chunk-size", "32", "--check", "3"],
      "fits/second"),
-    ("mixed_model.py", ["--groups", "20", "--per-group", "4", "--n", "20", "--show", "2"],
+    ("mixed_model.py", ["--groups", "20", "--per-group", "4", "--n", "20", "--show", "2",
+                        "--nodes", "0"],
      "exact (quad)"),
 ])
 def test_example_runs(script, args, expect, monkeypatch, capsys):

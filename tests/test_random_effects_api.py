@@ -49,7 +49,9 @@ def init():
 
 @pytest.fixture(scope="module")
 def res(data):
-    return mj.fit(joint, init(), data, random=SPEC, constraints={"sd_u": mj.positive})
+    """The fit, from three starts (one compiled program serves every test below)."""
+    return mj.fit(joint, init(), data, random=SPEC, constraints={"sd_u": mj.positive},
+                  restarts=3, key=jax.random.key(1))
 
 
 def test_result_and_summary(res):
@@ -88,9 +90,8 @@ def test_inference_on_the_marginal(res, data):
     assert np.isfinite(float(d.stderr)) and float(d.stderr) > 0
 
 
-def test_restarts_and_optima(data):
-    r = mj.fit(joint, init(), data, random=SPEC, constraints={"sd_u": mj.positive},
-               restarts=3, key=jax.random.key(1))
+def test_restarts_and_optima(res):
+    r = res
     assert r.converged and int(r.n_best) >= 1
     assert r.restarts.random.mode["u"].shape == (3, G)
     assert len(r.optima.loglik) >= 1
