@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from mlejax import _validate as V
 from mlejax import batching
 from mlejax._config import Config
+from mlejax._fixed import hold, without_held_stderr
 from mlejax._configure import check_init_in_trace, check_repack, configure
 from mlejax._kernels import (batch_block, fit_batch_concurrently, fit_checked_start,
                              fit_restarts_concurrently, restart_block)
@@ -47,8 +48,8 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         restart_scale: float = 1.0, trace_len: int | None = None,
         penalty: Any = None, anneal: Any = None, canonical: Callable | None = None,
         repack: int | None = None, obs_chunk: int | None = None, obs_devices: Any = None,
-        random: Any = None, warn: bool = True, batch_size: int | None = None,
-        devices: Any = None) -> FitResult:
+        random: Any = None, fixed: Any = None, warn: bool = True,
+        batch_size: int | None = None, devices: Any = None) -> FitResult:
     """Maximises ``sum_i w_i loglik_fn(params, data)_i`` (``+ penalty(params)``) over ``params``.
 
     The solvers work on unconstrained coordinates (each constrained leaf through its
@@ -136,6 +137,13 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
         (:mod:`mlejax.random_effects`). ``res.random`` holds their modes and standard
         errors. Not with ``weights``, ``minibatch``, ``obs_chunk``, ``obs_devices``,
         ``anneal`` or ``repack``.
+      fixed: parameters held at given values, a pytree prefix of ``init`` (TMB's
+        ``map``): ``{"alpha": 1.0}`` holds ``alpha`` at 1; an array holds a leaf's elements
+        (NaN for those left free; partly held leaves need an elementwise constraint:
+        real, positive, interval); a boolean (mask) holds them at ``init``'s values. Held
+        values stay in ``params`` with NaN ``stderr`` (zero rows and columns of ``cov``);
+        ``df_model``, AIC and BIC count only the free parameters. The values are compiled
+        in: a new value compiles a new program.
       warn: warn on the host when the fit did not converge or its Hessian is singular.
 
     Returns:
@@ -151,6 +159,7 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
     """
     minibatch = renamed("batch_size", batch_size, "minibatch", minibatch)
     obs_devices = renamed("devices", devices, "obs_devices", obs_devices)
+    init, constraints = hold(init, constraints, fixed)
     marginal = None
     if random is not None:
         loglik_fn, init, data, constraints = marginal_problem(
@@ -178,7 +187,7 @@ def fit(loglik_fn: Callable, init: Any, data: Any = None, *, constraints: Any = 
     if marginal is not None and cfg.init_in_trace and V.is_concrete(res.trace):
         check_start_status(res)
     check_init_in_trace(cfg, res)
-    res = dataclasses.replace(res, context=FitContext(cfg, data, weights))
+    res = without_held_stderr(dataclasses.replace(res, context=FitContext(cfg, data, weights)))
     if warn and V.is_concrete(res.status):
         warn_fits(res)
     return res
@@ -211,8 +220,8 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
               devices: Any = None, progress: bool = False, checkpoint: str | None = None,
               first_index: int = 0, penalty: Any = None, anneal: Any = None,
               canonical: Callable | None = None, obs_chunk: int | None = None,
-              random: Any = None, warn: bool = True, out: str | None = None,
-              batch_size: int | None = None) -> FitResult:
+              random: Any = None, fixed: Any = None, warn: bool = True,
+              out: str | None = None, batch_size: int | None = None) -> FitResult:
     """Fits K independent datasets in one compiled program.
 
     Every leaf of ``data`` (and ``weights``) has a leading axis K; each dataset is fitted as
@@ -225,7 +234,8 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
     (leading axis K on every leaf). Restarts combine with batches
     (R starts per dataset; ``res.optima`` maps each dataset's optima). Every array in the
     result gains the leading K axis. ``penalty``, ``anneal`` and ``canonical`` are as in
-    :func:`fit` (``anneal`` does not combine with ``repack``), and so is ``obs_chunk`` (chunks
+    :func:`fit` (``anneal`` does not combine with ``repack``), and so are ``fixed`` (one
+    value for every fit) and ``obs_chunk`` (chunks
     of each dataset's observations, axis 1 of the batched data). ``random`` fits K models
     with random effects (as in :func:`fit`; their starts in ``init`` shared, or per dataset
     with ``init_batched``), one per dataset, in one program; not with the streaming options
@@ -271,6 +281,7 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
       True
     """
     minibatch = renamed("batch_size", batch_size, "minibatch", minibatch)
+    init, constraints = hold(init, constraints, fixed, init_batched=init_batched)
     marginal = None
     if random is not None:
         streamed = {"chunk_size": chunk_size, "repack": repack, "devices": devices,
@@ -311,6 +322,7 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
             first_index=first_index, **options)
         res = fit_batch_concurrently(cfg, start, data, weights, keys)
         res = dataclasses.replace(res, context=FitContext(cfg, data, weights))
+    res = without_held_stderr(res)
     if warn and V.is_concrete(res.status):
         warn_fits(res)
     return res

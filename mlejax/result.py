@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mlejax._fixed import held_mask
 from mlejax._numerics import normal_quantile
 from mlejax.status import HasStatus, Status, message
 
@@ -350,6 +351,8 @@ def _single_summary(res: FitResult, level: float, se=None, bounds=None,
                     se_label: str = "observed information") -> str:
     est = res.flat_params()
     se = res.flat_stderr() if se is None else se
+    held = (np.zeros(len(est), bool) if res.context is None
+            else held_mask(res.context.config.problem))
     q = normal_quantile(level)
     name_w = max([len(n) for n in res.param_names] + [9])
     lines = []
@@ -401,6 +404,9 @@ def _single_summary(res: FitResult, level: float, se=None, bounds=None,
                 mark, one_sided = " *", True
             elif np.any(codes != 0) and not np.all(codes == 2):
                 mark = " ?"
+        if held[i]:
+            lines.append(f"{name:<{name_w}} {_fmt(b)} {'fixed':>11}")
+            continue
         lines.append(f"{name:<{name_w}} {_fmt(b)} {_fmt(s)} {_fmt(z, 9)} {_fmt(p, 9)} "
                      f"{_fmt(lo)} {_fmt(hi)}{mark}")
     if one_sided:
@@ -409,7 +415,10 @@ def _single_summary(res: FitResult, level: float, se=None, bounds=None,
     if bounds is not None and np.any((bounds[2] != 0) & (bounds[2] != 1) & (bounds[2] != 2)):
         lines.append("? an endpoint search failed (refit not converged, or the parameter "
                      "cannot be profiled): see res.confint(method='profile').status.")
-    if not np.all(np.isfinite(se)):
+    if held.any():
+        lines.append(f"fixed: held at the value shown (fixed=), not estimated; params "
+                     f"counts the {res.df_model} free ones.")
+    if not np.all(np.isfinite(np.asarray(se)[~held])):
         lines.append("note: NaN standard errors: the observed information is singular or not "
                      "positive definite at the estimate.")
     if code != Status.CONVERGED:

@@ -67,6 +67,8 @@ class RegressionResult(HasStatus):
       model: the model that produced it (static).
       feature_names: the names of the coefficients, in order (static).
       intercept_added: whether ``fit`` prepended the ``const`` column (``predict`` does too).
+      cov_type: ``"observed"`` or ``"expected"``: the information that ``cov`` and
+        ``stderr`` come from.
 
     Example:
       >>> x = np.linspace(-1.0, 1.0, 8)
@@ -83,6 +85,7 @@ class RegressionResult(HasStatus):
     model: Any = dataclasses.field(default=None, compare=False)
     feature_names: tuple[str, ...] = ()
     intercept_added: bool = False
+    cov_type: str = "observed"
 
     # --- delegation to the core result -------------------------------------------------
     @property
@@ -155,11 +158,13 @@ class RegressionResult(HasStatus):
         return inference.confint(self, level, method=method, **kwargs)
 
     # --- the model's view ----------------------------------------------------------------
-    def predict(self, X: Any, *, offset: Any = None, exposure: Any = None) -> jax.Array:
+    def predict(self, X: Any, *, offset: Any = None, exposure: Any = None,
+                **inputs: Any) -> jax.Array:
         """The fitted mean at new predictors (probabilities for binary models, rates for
-        count models); ``(m,)`` for a single fit, ``(K, m)`` for a batch (``X`` shared
-        ``(m, d)`` or per fit ``(K, m, d)``)."""
-        return self.model.predict(self, X, offset=offset, exposure=exposure)
+        count models, ``(m, J)`` probabilities for categorical ones); ``(m,)`` for a single
+        fit, ``(K, m)`` for a batch (``X`` shared ``(m, d)`` or per fit ``(K, m, d)``);
+        the model's extra inputs (e.g. ``exog_infl``) as keywords."""
+        return self.model.predict(self, X, offset=offset, exposure=exposure, **inputs)
 
     def coef_table(self, level: float = 0.95) -> dict:
         """``{name: {"estimate", "stderr", "z", "p", "lo", "hi"}}`` over every parameter
@@ -191,6 +196,10 @@ class RegressionResult(HasStatus):
                                 + label, 1)
         else:
             text = self.fit_result.summary(level, cov=cov, ci=ci, groups=groups)
+            if self.cov_type == "expected" and isinstance(cov, str) and cov == "observed" \
+                    and groups is None:
+                text = text.replace("standard errors: observed information",
+                                    "standard errors: expected information", 1)
         head = f"{self.model.describe()}\n"
         return head + text + self.model.summary_extra(self)
 
@@ -200,7 +209,7 @@ class RegressionResult(HasStatus):
 
 jax.tree_util.register_dataclass(
     RegressionResult, data_fields=["fit_result", "extra"],
-    meta_fields=["model", "feature_names", "intercept_added"])
+    meta_fields=["model", "feature_names", "intercept_added", "cov_type"])
 
 
 # ------------------------------------------------------------------------ the design
@@ -218,6 +227,9 @@ class Design:
     intercept_added: bool
     dtype: Any
     batched: bool
+    traced: bool = False
+    extra: dict = dataclasses.field(default_factory=dict)
+    labels: dict = dataclasses.field(default_factory=dict)
 
 
 def _is_frame(X) -> bool:
@@ -230,7 +242,7 @@ def _float_dtype(*arrays):
 
 
 def make_design(model: "Model", X, y, *, weights, offset, exposure, feature_names,
-                batched: bool) -> Design:
+                batched: bool, inputs: dict | None = None, var_weights: Any = None) -> Design:
     """Validates and assembles the arrays of one fit (or a batch of fits).
 
     Concrete inputs are checked and assembled with numpy on the host (one pass each, no
@@ -304,13 +316,44 @@ def make_design(model: "Model", X, y, *, weights, offset, exposure, feature_name
     if add:
         X = xp.concatenate([xp.ones(X.shape[:-1] + (1,), dtype=np.dtype(dtype)), X], axis=-1)
         names = ("const",) + names
+    design = Design(X, y, off, w, names, add, dtype, batched, traced)
+    extra, labels = model.prepare_inputs(_given_inputs(model, inputs), design, False)
+    if var_weights is not None:
+        extra = dict(extra, var_weights=_var_weights(model, var_weights, y, dtype, xp, traced))
     if not traced:
-        _check_design(model, X, y, w, off, names, batched)
+        _check_design(model, X, y, w, off, names, batched, extra)
     to_j = (lambda a: a) if traced else (lambda a: None if a is None else jnp.asarray(a))
-    return Design(to_j(X), to_j(y), to_j(off), to_j(w), names, add, dtype, batched)
+    return Design(to_j(X), to_j(y), to_j(off), to_j(w), names, add, dtype, batched, traced,
+                  {k: to_j(v) for k, v in extra.items()}, dict(labels))
 
 
-def _check_design(model, X, y, w, off, names, batched):
+def _given_inputs(model: "Model", inputs: dict | None) -> dict:
+    """Every name in ``model.inputs`` mapped to the user's value (None where not given)."""
+    inputs = dict(inputs or {})
+    unknown = sorted(set(inputs) - set(model.inputs))
+    if unknown:
+        takes = (f"it takes {', '.join(repr(n) for n in model.inputs)}" if model.inputs
+                 else "it takes no extra inputs")
+        raise TypeError(f"{model.describe()} got unexpected keyword argument(s) "
+                        f"{', '.join(repr(n) for n in unknown)}; {takes}.")
+    return {name: inputs.get(name) for name in model.inputs}
+
+
+def _var_weights(model: "Model", v, y, dtype, xp, traced):
+    if not model.var_weights_ok:
+        raise ValueError(f"var_weights= is not defined for {model.describe()} (it scales "
+                         "the dispersion of a GLM family: Linear, Gamma, InverseGaussian, "
+                         "Tweedie, Poisson, Binomial). Use weights= for frequency weights.")
+    v = xp.asarray(v, dtype=np.dtype(dtype))
+    if v.shape != y.shape:
+        raise ValueError(f"var_weights must have the shape of y, {y.shape}; got {v.shape}.")
+    if not traced and not np.all(np.isfinite(v) & (v > 0)):
+        raise ValueError("var_weights must be finite and strictly positive (observation i "
+                         "has dispersion phi / var_weights[i]).")
+    return v
+
+
+def _check_design(model, X, y, w, off, names, batched, extra):
     X3 = X if batched else X[None]
     y2 = y if batched else y[None]
     w2 = np.ones_like(y2) if w is None else (w if batched else w[None])
@@ -324,7 +367,7 @@ def _check_design(model, X, y, w, off, names, batched):
         raise ValueError("weights must be non-negative.")
     inside = w2 > 0
     n_eff = inside.sum(axis=1)
-    p = X3.shape[-1] + model.n_extra_params()
+    p = model.n_params(X3.shape[-1], extra)
     small = n_eff < p
     if np.any(small):
         raise ValueError(f"{int(n_eff[small].min())} observations but {p} parameters"
@@ -375,6 +418,14 @@ class Model:
     # logit, probit, glm); "linear" G/(G-1) (N-1)/(N-K) for least squares (regress).
     cluster_correction: str = "ml"
 
+    #: Extra per-observation keyword arrays that ``fit``, ``fit_batch`` and ``predict``
+    #: accept (e.g. ``("exog_infl",)``, ``("trials",)``), validated by ``prepare_inputs``.
+    inputs: tuple[str, ...] = ()
+    #: Whether ``var_weights=`` is defined (GLM families with a dispersion: observation i has
+    #: dispersion ``phi / var_weights[i]``, statsmodels' GLM meaning); it reaches the
+    #: log-likelihood as ``data["var_weights"]`` (absent when not given).
+    var_weights_ok: bool = False
+
     # --- the pieces each model supplies ---------------------------------------------------
     def describe(self) -> str:
         raise NotImplementedError
@@ -388,8 +439,34 @@ class Model:
     def start(self, X, y, offset, w) -> dict:
         raise NotImplementedError
 
+    def initial(self, X, y, offset, w, extra: dict) -> dict:
+        """The start of one dataset (pure JAX, vmapped for ``fit_batch``); ``extra`` holds
+        the leaves of :meth:`prepare_inputs`. Models without extra inputs write ``start``."""
+        del extra
+        return self.start(X, y, offset, w)
+
     def mean(self, params, X, offset) -> jax.Array:
         raise NotImplementedError
+
+    def mean_at(self, params, X, offset, extra: dict) -> jax.Array:
+        """What ``predict`` returns for one fit (the mean, or ``(m, J)`` probabilities)."""
+        del extra
+        return self.mean(params, X, offset)
+
+    def prepare_inputs(self, inputs: dict, design: Design, predict: bool) -> tuple[dict, dict]:
+        """Validates the model's extra inputs (``inputs`` maps each name in ``self.inputs`` to
+        the user's value or None) on the host and returns ``(leaves, labels)``: data leaves
+        added beside ``"X"``, ``"y"``, ``"offset"`` (leading axes those of ``y``), and the
+        element names of parameter leaves other than ``beta`` (``{"gamma": (...)}``). With
+        ``predict=True`` ``design.y`` is None and the leaves follow ``design.X``'s rows."""
+        del inputs, design, predict
+        return {}, {}
+
+    def specialize(self, y: np.ndarray, inside: np.ndarray) -> "Model":
+        """This model with the static settings the data decide (e.g. the categories),
+        called with the concrete response; the model returned fits and is kept."""
+        del y, inside
+        return self
 
     def check_y(self, y: np.ndarray, inside: np.ndarray, batched: bool) -> None:
         del y, inside, batched
@@ -400,6 +477,27 @@ class Model:
     def n_extra_params(self) -> int:
         """Parameters beyond the coefficients (sigma, alpha, shape, df)."""
         return 0
+
+    def n_params(self, d: int, extra: dict) -> int:
+        """The number of parameters with ``d`` columns of ``X`` (for the ``n >= p`` check)."""
+        del extra
+        return d + self.n_extra_params()
+
+    def param_label(self, raw: str, names: tuple[str, ...], labels: dict) -> str:
+        """The display name of one flat parameter: ``beta[j]`` is the ``j``-th column's
+        name, ``leaf[j]`` the ``j``-th of ``labels[leaf]``; others as they are."""
+        leaf, _, rest = raw.partition("[")
+        if not rest or "," in rest:
+            return raw
+        table = names if leaf == "beta" else labels.get(leaf)
+        return raw if table is None else table[int(rest[:-1])]
+
+    def expected_information(self, params, data, w) -> dict:
+        """The expected (Fisher) information per parameter leaf on the natural scale
+        (``{leaf: (size, size)}``, or None for a leaf whose observed block is used), the
+        leaves orthogonal (block diagonal); used by ``cov_type="expected"``."""
+        del params, data, w
+        raise NotImplementedError
 
     def extra_data(self, dtype) -> dict:
         """Static-shaped values the log-likelihood reads from ``data`` (a fixed ``df``), so
@@ -430,63 +528,80 @@ class Model:
         return ""
 
     # --- shared machinery -------------------------------------------------------------------
-    def fit(self, X: Any, y: Any, *, weights: Any = None, offset: Any = None,
-            exposure: Any = None, feature_names: Any = None, method: str = "newton",
-            max_steps: int | None = None, obs_chunk: int | None = None,
-            warn: bool = True) -> RegressionResult:
+    def fit(self, X: Any, y: Any, *, weights: Any = None, var_weights: Any = None,
+            offset: Any = None, exposure: Any = None, feature_names: Any = None,
+            method: Any = "newton", max_steps: int | None = None,
+            obs_chunk: int | None = None, fixed: Any = None, cov_type: str = "observed",
+            warn: bool = True, **inputs: Any) -> RegressionResult:
         """Maximum-likelihood fit of one dataset: ``X`` ``(n, d)`` (or a DataFrame), ``y``
         ``(n,)``; ``offset`` is added to the linear predictor, ``exposure`` adds its log.
-        ``obs_chunk`` sums the rows in chunks of that many (for large ``n``; see
-        :func:`mlejax.fit`)."""
-        design = make_design(self, X, y, weights=weights, offset=offset, exposure=exposure,
-                             feature_names=feature_names, batched=False)
-        return self._run(design, method=method, max_steps=max_steps, warn=warn,
-                         obs_chunk=obs_chunk)
 
-    def fit_batch(self, X: Any, y: Any, *, weights: Any = None, offset: Any = None,
-                  exposure: Any = None, feature_names: Any = None, method: str = "newton",
-                  max_steps: int | None = None, obs_chunk: int | None = None,
-                  warn: bool = True) -> RegressionResult:
+        ``weights`` are frequency weights; ``var_weights`` (GLM families with a dispersion)
+        give observation ``i`` the dispersion ``phi / var_weights[i]``. ``fixed`` holds
+        parameters at given values (``{"alpha": 1.0}``, see :func:`mlejax.fit`).
+        ``cov_type="expected"`` takes the standard errors from the expected (Fisher)
+        information where the model has one (R's ``glm`` and ``glm.nb`` report these), the
+        default ``"observed"`` from the observed information. ``obs_chunk`` sums the rows in
+        chunks of that many (for large ``n``; see :func:`mlejax.fit`). Models with extra
+        inputs (``self.inputs``, e.g. ``exog_infl``, ``trials``) take them as keywords.
+        """
+        design = make_design(self, X, y, weights=weights, offset=offset, exposure=exposure,
+                             feature_names=feature_names, batched=False, inputs=inputs,
+                             var_weights=var_weights)
+        return self._run(design, method=method, max_steps=max_steps, warn=warn,
+                         obs_chunk=obs_chunk, fixed=fixed, cov_type=cov_type)
+
+    def fit_batch(self, X: Any, y: Any, *, weights: Any = None, var_weights: Any = None,
+                  offset: Any = None, exposure: Any = None, feature_names: Any = None,
+                  method: Any = "newton", max_steps: int | None = None,
+                  obs_chunk: int | None = None, fixed: Any = None,
+                  cov_type: str = "observed", warn: bool = True,
+                  **inputs: Any) -> RegressionResult:
         """K fits in one compiled program: ``X`` ``(K, n, d)`` (or one ``(n, d)`` shared by
-        all), ``y`` ``(K, n)``; ragged datasets through ``weights`` (0 for padding rows);
-        ``obs_chunk`` as in :meth:`fit`."""
+        all), ``y`` ``(K, n)``; ragged datasets through ``weights`` (0 for padding rows); the
+        other arguments as in :meth:`fit` (per-observation inputs ``(K, n, ...)``)."""
         design = make_design(self, X, y, weights=weights, offset=offset, exposure=exposure,
-                             feature_names=feature_names, batched=True)
+                             feature_names=feature_names, batched=True, inputs=inputs,
+                             var_weights=var_weights)
         return self._run(design, method=method, max_steps=max_steps, warn=warn,
-                         obs_chunk=obs_chunk)
+                         obs_chunk=obs_chunk, fixed=fixed, cov_type=cov_type)
 
-    def _run(self, design: Design, *, method, max_steps, warn,
-             obs_chunk=None) -> RegressionResult:
+    def _run(self, design: Design, *, method, max_steps, warn, obs_chunk=None, fixed=None,
+             cov_type="observed") -> RegressionResult:
+        if cov_type not in ("observed", "expected"):
+            raise ValueError(f"cov_type must be 'observed' or 'expected'; got {cov_type!r}.")
         X, y, off, w = design.X, design.y, design.offset, design.weights
+        model = self
+        if not design.traced:
+            yy = np.asarray(y)
+            inside = np.ones(yy.shape, bool) if w is None else np.asarray(w) > 0
+            model = self.specialize(yy, inside)
         wfill = jnp.ones_like(y) if w is None else w
-        init = _start_program(self, design.batched)(X, y, off, wfill)
-        data = {"X": X, "y": y, "offset": off}
-        for key, val in self.extra_data(design.dtype).items():
+        init = _start_program(model, design.batched)(X, y, off, wfill, design.extra)
+        data = {"X": X, "y": y, "offset": off, **design.extra}
+        for key, val in model.extra_data(design.dtype).items():
             if obs_chunk is not None:   # one copy per row: every leaf is chunked by rows
                 val = jnp.broadcast_to(val, (y.shape[-1],) + val.shape)
             data[key] = jnp.broadcast_to(val, (y.shape[0],) + val.shape) if design.batched \
                 else val
-        kw = dict(constraints=self.constraints(), weights=w, method=method,
+        kw = dict(constraints=model.constraints(), weights=w, method=method,
                   max_steps=max_steps, obs_chunk=obs_chunk, warn=warn)
+        if fixed is not None:
+            kw["fixed"] = fixed
         if design.batched:
-            res = fit_batch(self.loglik_fn(), init, data, init_batched=True, **kw)
+            res = fit_batch(model.loglik_fn(), init, data, init_batched=True, **kw)
         else:
-            res = fit(self.loglik_fn(), init, data, **kw)
-        res = dataclasses.replace(res, param_names=self._labels(res.param_names, design.names))
-        extra = self.extra_of(res, design, warn) if is_concrete(res.params) else {}
-        return RegressionResult(res, extra, self, design.names, design.intercept_added)
+            res = fit(model.loglik_fn(), init, data, **kw)
+        if cov_type == "expected":
+            res = _with_expected_cov(model, res, data, wfill, design.batched)
+        res = dataclasses.replace(res, param_names=tuple(
+            model.param_label(r, design.names, design.labels) for r in res.param_names))
+        extra = model.extra_of(res, design, warn) if is_concrete(res.params) else {}
+        return RegressionResult(res, extra, model, design.names, design.intercept_added,
+                                cov_type)
 
-    def _labels(self, raw: tuple[str, ...], names: tuple[str, ...]) -> tuple[str, ...]:
-        key = "beta"
-        out = []
-        for r in raw:
-            if r.startswith(key + "[") and r.endswith("]"):
-                out.append(names[int(r[len(key) + 1:-1])])
-            else:
-                out.append(r)
-        return tuple(out)
-
-    def predict(self, res: RegressionResult, X, *, offset=None, exposure=None) -> jax.Array:
+    def predict(self, res: RegressionResult, X, *, offset=None, exposure=None,
+                **inputs) -> jax.Array:
         if _is_frame(X):
             X = X.to_numpy()
         dtype = jnp.result_type(res.coef)
@@ -495,7 +610,7 @@ class Model:
             X = X[:, None]
         if res.intercept_added:
             X = jnp.concatenate([jnp.ones(X.shape[:-1] + (1,), dtype), X], axis=-1)
-        p = res.coef.shape[-1]
+        p = len(res.feature_names)
         if X.shape[-1] != p:
             hint = " (without the const column, which predict adds)" if res.intercept_added \
                 else ""
@@ -507,19 +622,69 @@ class Model:
             off = off + jnp.asarray(offset, dtype)
         if exposure is not None:
             off = off + jnp.log(jnp.asarray(exposure, dtype))
-        if not res.is_batch:
-            return self.mean(res.params, X, off)
-        k = res.coef.shape[0]
-        if X.ndim == 2:
-            X = jnp.broadcast_to(X, (k,) + X.shape)
+        batched = res.is_batch
+        if batched and X.ndim == 2:
+            X = jnp.broadcast_to(X, (np.size(res.loglik),) + X.shape)
         off = jnp.broadcast_to(off, X.shape[:-1])
-        return jax.vmap(self.mean)(res.params, X, off)
+        design = Design(X, None, off, None, res.feature_names, res.intercept_added, dtype,
+                        batched, not is_concrete(X))
+        extra, _ = self.prepare_inputs(_given_inputs(self, inputs), design, True)
+        extra = {k: jnp.asarray(v) for k, v in extra.items()}
+        if not batched:
+            return self.mean_at(res.params, X, off, extra)
+        return jax.vmap(self.mean_at)(res.params, X, off, extra)
+
+
+def _with_expected_cov(model: Model, res: FitResult, data, w, batched: bool) -> FitResult:
+    """``res`` with ``cov`` and ``stderr`` from the model's expected information."""
+    raw = res.param_names
+    leaves = [r.partition("[")[0] for r in raw]
+    try:
+        info = jax.eval_shape(model.expected_information, *jax.tree_util.tree_map(
+            lambda a: a[0] if batched else a, (res.params, data, w)))
+    except NotImplementedError:
+        raise ValueError(f"{model.describe()} has no expected information; use "
+                         "cov_type='observed' (the default).") from None
+    del info
+    program = _expected_program(model, tuple(leaves), batched)
+    cov = program(res.params, data, w, res.cov)
+    se_flat = jnp.sqrt(jnp.diagonal(cov, axis1=-2, axis2=-1))
+    problem = res.context.config.problem
+    unravel = jax.vmap(problem.unravel_natural) if batched else problem.unravel_natural
+    return dataclasses.replace(res, cov=cov, stderr=unravel(se_flat))
+
+
+@program_cache
+def _expected_program(model: Model, leaves: tuple[str, ...], batched: bool) -> Callable:
+    """The covariance from the expected information as one compiled program: the model's
+    blocks, a leaf without one taking its block of the observed information ``cov^-1``."""
+
+    def one(params, data, w, cov_obs):
+        blocks = model.expected_information(params, data, w)
+        obs_info = jnp.linalg.inv(cov_obs)
+        p = cov_obs.shape[-1]
+        info = jnp.zeros((p, p), cov_obs.dtype)
+        start = 0
+        while start < p:
+            leaf = leaves[start]
+            stop = start
+            while stop < p and leaves[stop] == leaf:
+                stop += 1
+            block = blocks.get(leaf) if leaf in blocks else None
+            if block is None:
+                block = obs_info[start:stop, start:stop]
+            info = info.at[start:stop, start:stop].set(
+                jnp.reshape(block, (stop - start, stop - start)).astype(cov_obs.dtype))
+            start = stop
+        return jnp.linalg.inv(info)
+
+    return jax.jit(jax.vmap(one) if batched else one)
 
 
 @program_cache
 def _start_program(model: Model, batched: bool) -> Callable:
     """The model's starting values as one compiled program (cached per model and layout)."""
-    return jax.jit(jax.vmap(model.start) if batched else model.start)
+    return jax.jit(jax.vmap(model.initial) if batched else model.initial)
 
 
 def separation_flags(beta, design: Design, warn: bool) -> jax.Array:
