@@ -10,7 +10,7 @@ Commands:
   fit      one named distribution fitted to one column of a CSV (or Parquet) file.
   compare  candidate distributions fitted to one column, ranked by AIC or BIC.
   gmm      a Gaussian mixture fitted by EM to some columns.
-  regress  a regression model given by a formula ``"y ~ x1 + x2"``.
+  regress  a regression model given by a formula ``"y ~ x1 + C(g)"`` (formulaic).
   bench   the benchmark suite of ``benchmarks/`` (see ``mlejax bench --help``); it lives in
           the source checkout, so it needs an editable install (``pip install -e ".[bench]"``).
 
@@ -30,14 +30,13 @@ import argparse
 import csv
 import importlib
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["COMMANDS", "CLIError", "build_parser", "main", "parse_formula"]
+__all__ = ["COMMANDS", "CLIError", "build_parser", "main"]
 
 
 class CLIError(Exception):
@@ -382,75 +381,39 @@ def _add_gmm(sub) -> None:
 _FAMILIES = {"logistic": "Logistic", "linear": "Linear", "poisson": "Poisson",
              "probit": "Probit", "negative_binomial": "NegativeBinomial", "gamma": "Gamma",
              "student_t": "StudentT"}
-_NAME = re.compile(r"^[^\s~+\-*:/^()]+$")
 
 
-def parse_formula(formula: str) -> tuple[str, list[str], bool]:
-    """``"y ~ x1 + x2"`` -> ``("y", ["x1", "x2"], True)``: the response, the terms, and
-    whether there is an intercept (by default yes; ``- 1`` or ``0 +`` drops it, ``+ 1``
-    keeps it). Terms are column names joined by ``+``; anything else raises CLIError."""
-    def bad(why: str) -> CLIError:
-        return CLIError(f"formula {formula!r}: {why}. Write it as 'y ~ x1 + x2' ('- 1' or "
-                        "'0 +' to drop the intercept).")
-
-    if not isinstance(formula, str) or formula.count("~") != 1:
-        raise bad("it needs exactly one '~' between the response and the terms")
-    lhs, rhs = (s.strip() for s in formula.split("~"))
-    if not lhs:
-        raise bad("the response (left of '~') is missing")
-    if not _NAME.match(lhs):
-        raise bad(f"the response {lhs!r} is not one column name")
-    if not rhs:
-        raise bad("there are no terms right of '~'")
-    parts = re.split(r"([+-])", rhs)
-    signed = []
-    first = parts[0].strip()
-    if first:
-        signed.append(("+", first))
-    elif len(parts) > 1 and parts[1] == "+":
-        raise bad("it starts with '+'")
-    for i in range(1, len(parts), 2):
-        sign, text = parts[i], parts[i + 1].strip()
-        if not text:
-            raise bad(f"'{sign}' is not followed by a term")
-        signed.append((sign, text))
-    terms: list[str] = []
-    intercept: bool | None = None
-    for sign, text in signed:
-        if text in ("0", "1"):
-            want = (text == "1") == (sign == "+")
-            if intercept is not None and intercept != want:
-                raise bad("it both keeps and drops the intercept")
-            intercept = want
-            continue
-        if sign == "-":
-            raise bad(f"only the intercept can be removed ('- 1'), not {text!r}")
-        if not _NAME.match(text):
-            raise bad(f"{text!r} is not a column name (terms are column names joined by '+'; "
-                      "interactions and transformations are not supported)")
-        if text in terms:
-            raise bad(f"the term {text!r} appears twice")
-        if text == lhs:
-            raise bad(f"the response {lhs!r} is also a term")
-        terms.append(text)
-    intercept = True if intercept is None else intercept
-    if not terms and not intercept:
-        raise bad("no terms and no intercept: nothing to fit")
-    return lhs, terms, intercept
+def _read_frame(path: str):
+    """A CSV or Parquet file as a pandas DataFrame (formulas need pandas and formulaic)."""
+    import importlib.util
+    try:
+        import pandas as pd
+    except ImportError:
+        pd = None
+    if pd is None or importlib.util.find_spec("formulaic") is None:
+        raise CLIError("regress reads formulas with formulaic and pandas: pip install "
+                       "\"mlejax[formula]\".") from None
+    p = Path(path)
+    if not p.is_file():
+        raise CLIError(f"no such file: {path}")
+    try:
+        if p.suffix.lower() in (".parquet", ".pq"):
+            return pd.read_parquet(p)
+        return pd.read_csv(p, skipinitialspace=True)
+    except Exception as err:  # noqa: BLE001 - the reader's own message is the best one
+        raise CLIError(f"could not read {path}: {err}") from None
 
 
 def _run_regress(args: argparse.Namespace) -> int:
     import mlejax as mj
-    response, terms, intercept = parse_formula(args.formula)
-    data = read_table(args.path).numeric([response] + terms, args.dropna)
-    y = data[:, 0]
-    if terms:
-        X, names = data[:, 1:], terms
-    else:
-        X, names = np.ones((y.size, 1)), ["const"]
+    frame = _read_frame(args.path)
     cls = getattr(mj.models, _FAMILIES[args.family])
-    model = cls(intercept=intercept)
-    res = model.fit(X, y, feature_names=names, warn=False)
+    try:
+        fm = cls.from_formula(args.formula, frame, missing="drop" if args.dropna else "raise",
+                              context={"np": np})
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    res = fm.fit(warn=False)
     if args.json:
         table = res.coef_table()
         coefs = [n for n in res.param_names if n in set(res.feature_names)]
@@ -463,7 +426,7 @@ def _run_regress(args: argparse.Namespace) -> int:
                **_status_json(res)}
         print(json.dumps(out, indent=2))
     else:
-        print(f"{args.formula}  ({args.path}, n = {y.size})")
+        print(f"{args.formula}  ({args.path}, n = {fm.y.size})")
         print(res.summary())
     _check_converged(res, f"{args.family} regression")
     return 0
@@ -475,7 +438,8 @@ def _add_regress(sub) -> None:
     p.add_argument("path", metavar="FILE", help="a CSV file with a header row (or .parquet, "
                    "with pandas installed)")
     p.add_argument("--formula", required=True,
-                   help="'y ~ x1 + x2' (intercept included; '- 1' or '0 +' drops it)")
+                   help="a Wilkinson formula (formulaic): 'y ~ x1 + C(g) + np.log(x2)', "
+                   "interactions 'a:b' and 'a*b'; intercept included ('0 +' drops it)")
     p.add_argument("--family", required=True, choices=tuple(_FAMILIES),
                    help="the model")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

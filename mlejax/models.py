@@ -10,16 +10,24 @@ prepends a ``const`` column unless ``X`` has a constant column (``intercept=Fals
 off) and takes ``weights=``, ``offset=`` and, for the log links, ``exposure=``.
 ``Nonlinear(f)`` (``mlejax/_models/nonlinear.py``) fits ``y = f(x, b) + N(0, sigma^2)`` and adds
 the Gauss-Newton standard errors. Every fit returns a :class:`RegressionResult`.
+
+From a formula and a data frame (formulaic, ``pip install "mlejax[formula]"``):
+
+    >>> res = mj.models.Poisson.from_formula("y ~ x1 + C(group) + np.log(x2)", df).fit()
+    >>> res.to_frame()                                  # the coefficient table, a DataFrame
+    >>> res.predict(new_df)                             # new rows encoded as in the fit
 """
 
 from __future__ import annotations
 
 from mlejax._models.base import Model, RegressionResult, SeparationWarning
 from mlejax._models.glm import Gamma, Linear, Logistic, NegativeBinomial, Poisson, Probit
+from mlejax._models.formula import FormulaModel
 from mlejax._models.nonlinear import Nonlinear
 from mlejax._models.robust import StudentT
 
 __all__ = [
+    "FormulaModel",
     "Gamma",
     "Linear",
     "Logistic",

@@ -275,6 +275,51 @@ class FitResult(HasStatus):
         return dataclasses.replace(
             self, nobs=jnp.broadcast_to(jnp.asarray(n, jnp.int32), np.shape(self.loglik)))
 
+    def to_frame(self, level: float = 0.95, *, index: Any = None):
+        """The coefficient table as a pandas DataFrame (pandas is an optional extra).
+
+        One fit: one row per parameter (``param_names``), columns ``estimate``, ``stderr``,
+        ``z``, ``p`` (two-sided), ``lo``, ``hi`` (Wald at ``level``). A batch: one row per
+        fit (``index`` labels them, default 0..K-1), columns a MultiIndex (parameter,
+        statistic), then ``loglik``, ``nobs``, ``converged`` and ``status``.
+
+        Example:
+          >>> x = jnp.array([1.2, 0.4, 2.2, 1.9, 0.7])
+          >>> ll = lambda p, x: jax.scipy.stats.norm.logpdf(x, p["mu"], p["sigma"])
+          >>> res = mj.fit(ll, {"mu": 0.0, "sigma": 1.0}, x, constraints={"sigma": mj.positive})
+          >>> res.to_frame().round(3).loc["mu", ["estimate", "stderr"]].tolist()
+          [1.28, 0.309]
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("to_frame needs pandas: pip install pandas (or "
+                              "\"mlejax[formula]\").") from None
+        est = np.asarray(self.flat_params(), np.float64)
+        se = np.asarray(self.flat_stderr(), np.float64)
+        q = normal_quantile(level)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = est / se
+        p = np.vectorize(lambda t: math.erfc(abs(t) / math.sqrt(2.0)) if np.isfinite(t)
+                         else float("nan"), otypes=[np.float64])(z)
+        stats = {"estimate": est, "stderr": se, "z": z, "p": p, "lo": est - q * se,
+                 "hi": est + q * se}
+        if not self.is_batch:
+            return pd.DataFrame(stats, index=pd.Index(list(self.param_names),
+                                                      name="parameter"))
+        k = est.shape[0]
+        cols = {(name, stat): stats[stat][:, j] for j, name in enumerate(self.param_names)
+                for stat in stats}
+        frame = pd.DataFrame(cols, index=None if index is None else list(index))
+        frame.columns = pd.MultiIndex.from_tuples(frame.columns,
+                                                  names=["parameter", "statistic"])
+        frame[("fit", "loglik")] = np.asarray(self.loglik, np.float64).reshape(k)
+        frame[("fit", "nobs")] = np.asarray(self.nobs).reshape(k)
+        frame[("fit", "converged")] = np.asarray(self.converged).reshape(k)
+        frame[("fit", "status")] = [Status(int(c)).name for c in
+                                    np.asarray(self.status).reshape(k)]
+        return frame
+
     # --- the summary --------------------------------------------------------------------
     def summary(self, level: float = 0.95, *, cov: Any = "observed", ci: str = "wald",
                 groups: Any = None) -> str:
