@@ -35,7 +35,6 @@ from statsmodels.discrete.tests.results import results_count_robust_cluster as s
 from statsmodels.regression.tests.results import (  # noqa: E402
     results_grunfeld_ols_robust_cluster as stata_ols)
 
-import jax.numpy as jnp  # noqa: E402
 
 import mlejax as mj  # noqa: E402
 from mlejax import models as M  # noqa: E402

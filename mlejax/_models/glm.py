@@ -1,21 +1,54 @@
 """Regressions on the GLM families, fitted by maximum likelihood with a design matrix.
 
 Each model maximises ``sum_i w_i log f(y_i | eta_i, ...)`` with the linear predictor
-``eta = X beta + offset`` (``offset`` includes ``log(exposure)``):
+``eta = X beta + offset`` (``offset`` includes ``log(exposure)``; ``w`` the frequency
+``weights``):
 
-========================  ==========================  ======================================
-model                     mean                        extra parameters
-========================  ==========================  ======================================
-``Linear``                ``eta``                     ``sigma`` (MLE: RSS / n, not n - p)
-``Logistic``              ``1 / (1 + exp(-eta))``     none
-``Probit``                ``Phi(eta)``                none
-``Poisson``               ``exp(eta)``                none
-``NegativeBinomial``      ``exp(eta)``                ``alpha``: var = mu + alpha mu^2 (NB2)
-``Gamma``                 ``exp(eta)`` (or 1 / eta)   ``shape`` nu: var = mu^2 / nu
-========================  ==========================  ======================================
+=====================  ===============================  ===================================
+model                  mean (links)                     extra parameters
+=====================  ===============================  ===================================
+``Linear``             ``eta``                          ``sigma`` (MLE: RSS / n, not n - p)
+``Logistic``           ``1 / (1 + exp(-eta))``          none
+``Probit``             ``Phi(eta)``                     none
+``Poisson``            ``exp(eta)``                     none
+``NegativeBinomial``   ``exp(eta)``                     ``alpha``: var = mu + alpha mu^2
+``Gamma``              log, inverse, identity           ``shape`` nu: var = mu^2 / nu
+``Binomial``           logit, probit, cloglog, log,     none (``trials=`` per observation)
+                       cauchit
+``InverseGaussian``    inverse_squared, log, inverse,   ``phi``: var = phi mu^3
+                       identity
+``Tweedie``            log                              ``phi``: var = phi mu^p (p fixed)
+=====================  ===============================  ===================================
 
-Standard errors are the inverse observed information at the estimate (for the canonical
-links, Logistic and Poisson, it equals the expected information statsmodels reports).
+``var_weights=v`` (Linear, Poisson, Gamma, Binomial, InverseGaussian, Tweedie) is statsmodels
+GLM's: observation ``i`` has dispersion ``phi / v_i`` (Linear ``sigma^2 / v_i``, Gamma shape
+``v_i nu``), and for Poisson and Binomial its log-likelihood is multiplied by ``v_i``; the
+log-likelihood equals statsmodels' ``GLM(var_weights=v).loglike`` at the same scale.
+
+Standard errors are the inverse observed information by default. ``cov_type="expected"``
+takes them from the expected (Fisher) information, block diagonal: ``X' W X`` for the
+coefficients, ``W_i = w_i (dmu_i/deta_i)^2 / Var(y_i)`` (with the dispersion and
+``var_weights`` ``v``), the information R's ``glm`` and ``glm.nb`` report for the coefficients
+(R's ``glm`` scales it by the Pearson dispersion, mlejax by the ML one; Binomial, Poisson and
+NB have none to estimate and agree). It equals the observed information for Linear and the
+canonical links (Logistic, Poisson, Gamma inverse, Binomial logit, InverseGaussian
+inverse_squared), and differs for the others (probit, cloglog, Gamma log, ...):
+
+====================  ====================================  ===============================
+model                 ``W``                                 the extra parameter's block
+====================  ====================================  ===============================
+``Linear``            ``v / sigma^2``                       ``2 sum w / sigma^2``
+``Logistic``          ``mu (1 - mu)``
+``Probit``            ``phi(eta)^2 / (Phi (1 - Phi))``
+``Poisson``           ``v mu``
+``NegativeBinomial``  ``mu / (1 + alpha mu)``               observed (MASS's ``theta.ml``)
+``Gamma``             ``v nu (dmu/deta)^2 / mu^2``          ``sum w v^2 (psi'(v nu) - 1/(v
+                                                            nu))`` (= observed)
+``Binomial``          ``v n (dmu/deta)^2 / (mu (1 - mu))``
+``InverseGaussian``   ``v (dmu/deta)^2 / (phi mu^3)``       ``sum w / (2 phi^2)``
+``Tweedie``           ``v mu^(2-p) / phi``                  observed
+====================  ====================================  ===============================
+
 ``res.stderr_robust`` / ``res.cov_robust`` are the HC0 sandwich; ``mj.robust_cov(res,
 groups=...)`` the cluster-robust one, whose default small-sample factor is Stata's for the
 model's command (``G`` clusters, ``N`` observations, ``K`` coefficients; overridden with
@@ -25,23 +58,26 @@ model's command (``G`` clusters, ``N`` observations, ``K`` coefficients; overrid
 model                     cluster factor           as
 ========================  =======================  =========================================
 ``Linear``                G/(G-1) (N-1)/(N-K)      ``regress, vce(cluster)``; statsmodels OLS
-``Logistic``, ``Probit``  G/(G-1)                  ``logit`` / ``probit, vce(cluster)``
-``Poisson``               G/(G-1)                  ``poisson, vce(cluster)``
-``NegativeBinomial``      G/(G-1)                  ``nbreg, vce(cluster)``
-``Gamma``                 G/(G-1)                  ``glm, vce(cluster)``
+every other model         G/(G-1)                  ``logit``, ``probit``, ``poisson``,
+                                                   ``nbreg``, ``glm, vce(cluster)``
 ========================  =======================  =========================================
 
 (statsmodels' discrete models and GLM apply ``G/(G-1) (N-1)/(N-K)`` to every class by
 default, ``K`` counting every parameter: ``correction="linear"`` gives theirs.)
 
+The links, the densities (Tweedie's series) and the family log-likelihoods are in
+:mod:`mlejax._models.families`.
+
 References:
   McCullagh & Nelder, Generalized Linear Models (1989); Cameron & Trivedi, Regression
-  Analysis of Count Data (2013), ch. 3 (NB2).
+  Analysis of Count Data (2013), ch. 3 (NB2); Dunn & Smyth (2005), Series evaluation of
+  Tweedie exponential dispersion model densities (Tweedie).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -52,21 +88,29 @@ from jax.scipy import stats as jst
 from mlejax import constraints as C
 from mlejax._models.base import Model, separation_flags
 from mlejax._models.common import check_exact_fit, in_datasets, wls
+from mlejax._models.families import (BINOMIAL_LINKS, LINKS, binomial_loglik_fn,
+                                     check_binomial_counts, feasible_start, gamma_loglik_fn,
+                                     inverse_gaussian_loglik_fn, irls_start, link_weight,
+                                     tweedie_loglik, var_weights_of, xtwx)
+from mlejax._models.families import linear_predictor as _eta
+from mlejax._warnings import FitWarning
 
-__all__ = ["Linear", "Logistic", "Probit", "Poisson", "NegativeBinomial", "Gamma"]
-
-
-def _eta(params, data):
-    return data["X"] @ params["beta"] + data["offset"]
+__all__ = ["Linear", "Logistic", "Probit", "Poisson", "NegativeBinomial", "Gamma", "Binomial",
+           "InverseGaussian", "Tweedie"]
 
 
 # ------------------------------------------------------------------------ log-likelihoods
-# Module level: one function object each, so every fit with same-shaped data reuses one
-# compiled program.
+# Module level (or cached per link): one function object each, so every fit with
+# same-shaped data reuses one compiled program. ``var_weights`` (statsmodels GLM's: the
+# dispersion of observation i is phi / var_weights[i]) is read from ``data`` when given.
+_vw = var_weights_of
 
 
 def linear_loglik(params, data):
-    return jst.norm.logpdf(data["y"], _eta(params, data), params["sigma"])
+    sd = params["sigma"]
+    if "var_weights" in data:
+        sd = sd / jnp.sqrt(data["var_weights"])
+    return jst.norm.logpdf(data["y"], _eta(params, data), sd)
 
 
 def logistic_loglik(params, data):
@@ -83,7 +127,7 @@ def probit_loglik(params, data):
 def poisson_loglik(params, data):
     eta = _eta(params, data)
     y = data["y"]
-    return y * eta - jnp.exp(eta) - jsp.gammaln(y + 1.0)
+    return (y * eta - jnp.exp(eta) - jsp.gammaln(y + 1.0)) * _vw(data)
 
 
 def negbin_loglik(params, data):
@@ -93,18 +137,6 @@ def negbin_loglik(params, data):
     a_mu = alpha * jnp.exp(eta)
     return (jsp.gammaln(y + r) - jsp.gammaln(r) - jsp.gammaln(y + 1.0)
             - (r + y) * jnp.log1p(a_mu) + y * (jnp.log(alpha) + eta))
-
-
-def _gamma_ll(y, mu, nu):
-    return nu * jnp.log(nu / mu) + (nu - 1.0) * jnp.log(y) - nu * y / mu - jsp.gammaln(nu)
-
-
-def gamma_log_loglik(params, data):
-    return _gamma_ll(data["y"], jnp.exp(_eta(params, data)), params["shape"])
-
-
-def gamma_inverse_loglik(params, data):
-    return _gamma_ll(data["y"], 1.0 / _eta(params, data), params["shape"])
 
 
 # ------------------------------------------------------------------------ shared checks
@@ -190,6 +222,7 @@ class Linear(Model):
 
     intercept: bool = True
     cluster_correction = "linear"    # Stata's regress: G/(G-1) (N-1)/(N-K)
+    var_weights_ok = True
 
     def describe(self) -> str:
         return "Linear (Gaussian) regression"
@@ -210,6 +243,17 @@ class Linear(Model):
         beta = wls(X, y - offset, w)
         r = y - offset - X @ beta
         return {"beta": beta, "sigma": jnp.sqrt(jnp.sum(w * r * r) / jnp.sum(w))}
+
+    def initial(self, X, y, offset, w, extra):
+        vw = extra.get("var_weights", 1.0)
+        beta = wls(X, y - offset, w * vw)
+        r = y - offset - X @ beta
+        return {"beta": beta, "sigma": jnp.sqrt(jnp.sum(w * vw * r * r) / jnp.sum(w))}
+
+    def expected_information(self, params, data, w):
+        s2 = params["sigma"] ** 2
+        return {"beta": xtwx(data["X"], w * _vw(data) / s2),
+                "sigma": 2.0 * jnp.sum(w) / s2}
 
     def mean(self, params, X, offset):
         return X @ params["beta"] + offset
@@ -265,6 +309,10 @@ class Logistic(_Binary):
     def loglik_fn(self):
         return logistic_loglik
 
+    def expected_information(self, params, data, w):
+        eta = _eta(params, data)
+        return {"beta": xtwx(data["X"], w * jax.nn.sigmoid(eta) * jax.nn.sigmoid(-eta))}
+
     def mean(self, params, X, offset):
         return jax.nn.sigmoid(X @ params["beta"] + offset)
 
@@ -289,6 +337,11 @@ class Probit(_Binary):
     def loglik_fn(self):
         return probit_loglik
 
+    def expected_information(self, params, data, w):
+        eta = _eta(params, data)
+        return {"beta": xtwx(data["X"], w * jnp.exp(2.0 * jst.norm.logpdf(eta)
+                                                     - jsp.log_ndtr(eta) - jsp.log_ndtr(-eta)))}
+
     def mean(self, params, X, offset):
         return jsp.ndtr(X @ params["beta"] + offset)
 
@@ -309,6 +362,7 @@ class Poisson(Model):
 
     intercept: bool = True
     log_link = True
+    var_weights_ok = True
 
     def describe(self) -> str:
         return "Poisson regression (log link)"
@@ -318,6 +372,12 @@ class Poisson(Model):
 
     def start(self, X, y, offset, w):
         return {"beta": wls(X, jnp.log(y + 0.5) - offset, w)}
+
+    def initial(self, X, y, offset, w, extra):
+        return self.start(X, y, offset, w * extra.get("var_weights", 1.0))
+
+    def expected_information(self, params, data, w):
+        return {"beta": xtwx(data["X"], w * _vw(data) * jnp.exp(_eta(params, data)))}
 
     def check_y(self, y, inside, batched):
         _check_counts(y, inside, batched, "Poisson regression")
@@ -363,6 +423,12 @@ class NegativeBinomial(Model):
         alpha = jnp.sum(w * ((y - mu) ** 2 - mu)) / jnp.sum(w * mu * mu)
         return {"alpha": jnp.clip(alpha, 0.05, 5.0), "beta": beta}
 
+    def expected_information(self, params, data, w):
+        mu = jnp.exp(_eta(params, data))
+        # alpha: its expected information is an infinite sum; the observed block is used,
+        # as MASS's theta.ml (glm.nb) does for theta.
+        return {"beta": xtwx(data["X"], w * mu / (1.0 + params["alpha"] * mu)), "alpha": None}
+
     def check_y(self, y, inside, batched):
         _check_counts(y, inside, batched, "negative binomial regression")
 
@@ -370,15 +436,71 @@ class NegativeBinomial(Model):
         return jnp.exp(X @ params["beta"] + offset)
 
 
+class _PositiveGLM(Model):
+    """Shared by Gamma and InverseGaussian: ``y > 0``, a link of ``LINKS``, one dispersion
+    leaf, ``var_weights``; the start is least squares of ``g(y)`` moved inside the link's
+    domain, and the Pearson dispersion at it."""
+
+    family = ""
+    links: tuple[str, ...] = ()
+    var_weights_ok = True
+    link: str
+
+    def __post_init__(self):
+        if self.link not in self.links:
+            raise ValueError(f"{self.family}(link=...) must be one of "
+                             f"{', '.join(repr(k) for k in self.links)}; got {self.link!r}.")
+
+    @property
+    def log_link(self) -> bool:  # type: ignore[override]
+        return self.link == "log"
+
+    def describe(self) -> str:
+        return f"{self.family} regression ({self.link} link)"
+
+    def n_extra_params(self) -> int:
+        return 1
+
+    def initial(self, X, y, offset, w, extra):
+        lk = LINKS[self.link]
+        vw = extra.get("var_weights", 1.0)
+        g = lk.link(y)
+        beta = wls(X, g - offset, w * vw)
+        margin = 0.1 * jnp.min(jnp.where(w > 0, g, jnp.inf))
+        beta = feasible_start(X, beta, offset, w, lk.domain, margin)
+        mu = lk.inverse(lk.safe(X @ beta + offset))
+        phi = jnp.sum(w * vw * (y - mu) ** 2 / self.variance(mu)) / jnp.sum(w)
+        return {"beta": beta, **self.dispersion_start(phi)}
+
+    def check_y(self, y, inside, batched):
+        bad = inside & ~(y > 0)
+        if np.any(bad):
+            vals = np.unique(y[bad])[:5].tolist()
+            raise ValueError(f"y must be strictly positive for {self.family} regression; got "
+                             f"values such as {vals}{in_datasets(bad.any(1), batched)}.")
+
+    def mean(self, params, X, offset):
+        return LINKS[self.link].inverse(X @ params["beta"] + offset)
+
+    def expected_information(self, params, data, w):
+        lk = LINKS[self.link]
+        eta = _eta(params, data)
+        mu = lk.inverse(lk.safe(eta))
+        W = w * _vw(data) * link_weight(lk, eta) / (self.variance(mu) * self.phi(params))
+        return {"beta": xtwx(data["X"], W), **self.dispersion_information(params, data, w)}
+
+
 @dataclasses.dataclass(frozen=True)
-class Gamma(Model):
-    """Gamma regression: ``y > 0`` with mean ``mu = exp(X beta + offset)`` (``link="log"``,
-    the default) or ``1 / (X beta + offset)`` (``link="inverse"``, canonical), and shape
-    ``nu`` (variance ``mu^2 / nu``) estimated by maximum likelihood with ``beta``.
+class Gamma(_PositiveGLM):
+    """Gamma regression: ``y > 0`` with mean ``mu = g^-1(X beta + offset)`` for the link
+    ``g``: ``"log"`` (the default), ``"inverse"`` (canonical, ``mu = 1 / eta``) or
+    ``"identity"`` (``mu = eta``; the last two need ``eta > 0``), and shape ``nu`` (variance
+    ``mu^2 / nu``, dispersion ``1 / nu``) estimated by maximum likelihood with ``beta``.
 
     The score for ``beta`` does not involve ``nu``, so ``beta`` equals statsmodels'
     ``GLM(family=Gamma(link))`` estimate; statsmodels' default scale is the Pearson
-    estimate, not the MLE ``1 / nu``.
+    estimate, not the MLE ``1 / nu``. ``var_weights=v`` gives observation ``i`` the shape
+    ``v_i nu`` (statsmodels' GLM ``var_weights``).
 
     Example:
       >>> x = np.linspace(-1.0, 1.0, 8)
@@ -388,48 +510,282 @@ class Gamma(Model):
       (('const', 'x1', 'shape'), [0.443, 0.703])
       >>> round(float(res.params["shape"]), 2)
       10.71
+      >>> res = mj.models.Gamma(link="identity").fit(x, y)
+      >>> [round(float(b), 3) for b in res.coef]
+      [1.716, 1.061]
     """
 
     intercept: bool = True
     link: str = "log"
+    family = "Gamma"
+    links = ("log", "inverse", "identity")
+
+    def constraints(self):
+        return {"shape": C.positive}
+
+    def loglik_fn(self):
+        return gamma_loglik_fn(self.link)
+
+    @staticmethod
+    def variance(mu):
+        return mu * mu
+
+    @staticmethod
+    def phi(params):
+        return 1.0 / params["shape"]
+
+    @staticmethod
+    def dispersion_start(phi):
+        return {"shape": jnp.clip(1.0 / phi, 0.1, 1e4)}
+
+    @staticmethod
+    def dispersion_information(params, data, w):
+        # d^2 l / d nu^2 = -v^2 (trigamma(v nu) - 1 / (v nu)) does not involve y: expected
+        # and observed agree.
+        k = params["shape"] * _vw(data) * jnp.ones_like(data["y"])
+        v = k / params["shape"]
+        return {"shape": jnp.sum(w * v * v * (jsp.polygamma(1, k) - 1.0 / k))}
+
+
+@dataclasses.dataclass(frozen=True)
+class InverseGaussian(_PositiveGLM):
+    """Inverse Gaussian regression: ``y > 0`` with mean ``mu = g^-1(X beta + offset)`` and
+    variance ``phi mu^3``; the link ``"inverse_squared"`` (canonical, ``mu = eta^-1/2``, the
+    default), ``"log"``, ``"inverse"`` or ``"identity"`` (all but ``"log"`` need
+    ``eta > 0``); the dispersion ``phi`` is estimated by maximum likelihood with ``beta``
+    (statsmodels' ``GLM(family=InverseGaussian(link))`` estimates ``beta`` alike, and its
+    ``scale`` by Pearson's statistic instead). ``var_weights=v``: dispersion ``phi / v_i``.
+
+    Example:
+      >>> x = np.linspace(-1.0, 1.0, 8)
+      >>> y = np.array([0.6, 1.3, 0.8, 1.9, 1.2, 2.8, 1.7, 3.5])
+      >>> res = mj.models.InverseGaussian(link="log").fit(x, y)
+      >>> res.param_names, [round(float(b), 3) for b in res.coef]
+      (('const', 'x1', 'phi'), [0.448, 0.733])
+    """
+
+    intercept: bool = True
+    link: str = "inverse_squared"
+    family = "InverseGaussian"
+    links = ("inverse_squared", "log", "inverse", "identity")
+
+    def constraints(self):
+        return {"phi": C.positive}
+
+    def loglik_fn(self):
+        return inverse_gaussian_loglik_fn(self.link)
+
+    @staticmethod
+    def variance(mu):
+        return mu ** 3
+
+    @staticmethod
+    def phi(params):
+        return params["phi"]
+
+    @staticmethod
+    def dispersion_start(phi):
+        return {"phi": jnp.clip(phi, 1e-6, 1e6)}
+
+    @staticmethod
+    def dispersion_information(params, data, w):
+        del data
+        return {"phi": 0.5 * jnp.sum(w) / params["phi"] ** 2}
+
+
+@dataclasses.dataclass(frozen=True)
+class Binomial(Model):
+    """Binomial regression: ``y_i`` successes out of ``trials_i`` (keyword ``trials=``, per
+    observation; default 1, Bernoulli) with success probability ``mu = g^-1(X beta +
+    offset)``, the link ``"logit"`` (default), ``"probit"``, ``"cloglog"``
+    (``1 - exp(-exp(eta))``), ``"log"`` (``exp(eta)``, needs ``eta < 0``) or ``"cauchit"``
+    (``1/2 + atan(eta) / pi``).
+
+    The log-likelihood includes the binomial coefficient (statsmodels' ``GLM(family=
+    Binomial(link))`` llf with ``endog = [successes, failures]``). ``y`` must hold counts:
+    for proportions ``p_i`` of ``n_i`` trials pass ``y = p * n`` and ``trials=n``.
+    ``var_weights=v`` multiplies observation ``i``'s log-likelihood by ``v_i``
+    (statsmodels' meaning). ``predict`` returns probabilities, or the expected counts
+    ``trials * mu`` when given ``trials=``.
+
+    The log link starts inside ``eta < 0`` (the start is shifted along the intercept) and the
+    log-likelihood is ``-inf`` outside, so no step leaves it; a fit whose estimate sits on the
+    boundary (a fitted probability of 1) warns with a :class:`~mlejax.FitWarning`
+    (``extra["boundary"]``); ``predict`` is NaN where a new ``eta >= 0``.
+
+    Example:
+      >>> x = np.linspace(-1.0, 1.0, 6)
+      >>> successes, trials = np.array([1, 2, 4, 3, 7, 8]), np.array([9, 8, 10, 6, 9, 9])
+      >>> res = mj.models.Binomial(link="probit").fit(x, successes, trials=trials)
+      >>> res.param_names, [round(float(b), 3) for b in res.coef]
+      (('const', 'x1'), [-0.023, 1.198])
+      >>> [round(float(p), 3) for p in res.predict(np.array([0.0]))]
+      [0.491]
+    """
+
+    intercept: bool = True
+    link: str = "logit"
+    inputs = ("trials",)
+    var_weights_ok = True
 
     def __post_init__(self):
-        if self.link not in ("log", "inverse"):
-            raise ValueError(f"Gamma(link=...) must be 'log' or 'inverse'; got {self.link!r}.")
+        if self.link not in BINOMIAL_LINKS:
+            raise ValueError(f"Binomial(link=...) must be one of "
+                             f"{', '.join(repr(k) for k in BINOMIAL_LINKS)}; got {self.link!r}.")
 
     @property
     def log_link(self) -> bool:  # type: ignore[override]
         return self.link == "log"
 
     def describe(self) -> str:
-        return f"Gamma regression ({self.link} link)"
-
-    def constraints(self):
-        return {"shape": C.positive}
+        return f"Binomial regression ({self.link} link)"
 
     def loglik_fn(self):
-        return gamma_log_loglik if self.link == "log" else gamma_inverse_loglik
+        return binomial_loglik_fn(self.link)
+
+    def prepare_inputs(self, inputs, design, predict):
+        trials = inputs["trials"]
+        xp = jnp if design.traced else np
+        dt = np.dtype(design.dtype)
+        rows = design.X.shape[:-1]
+        if predict:
+            return ({}, {}) if trials is None else (
+                {"trials": xp.broadcast_to(xp.asarray(trials, dtype=dt), rows)}, {})
+        t = xp.ones(rows, dt) if trials is None else xp.asarray(trials, dtype=dt)
+        if t.shape != rows:
+            raise ValueError(f"trials must have the shape of y, {rows}; got {t.shape}.")
+        if not design.traced:
+            self._check_counts(design, t)
+        return {"trials": t}, {}
+
+    def _check_counts(self, design, t):
+        b = design.batched
+        y, w = design.y if b else design.y[None], design.weights
+        inside = np.isfinite(y) & (True if w is None else (w if b else w[None]) > 0)
+        extreme = check_binomial_counts(y, t if b else t[None], inside, b, self.describe())
+        X = design.X if b else design.X[None]
+        if np.all(extreme) and np.all(np.isfinite(X)):
+            _single_column_separation(X, (y == (t if b else t[None])).astype(float), inside,
+                                      design.names, b, self.describe())
+
+    def initial(self, X, y, offset, w, extra):
+        lk = BINOMIAL_LINKS[self.link]
+        n = extra["trials"]
+        mu0 = (y + 0.5) / (n + 1.0)
+        beta = irls_start(X, y / n, offset, w * n * extra.get("var_weights", 1.0), lk, mu0,
+                          mu0 * (1.0 - mu0))
+        return {"beta": feasible_start(X, beta, offset, w, lk.domain, 0.05)}
+
+    def mean_at(self, params, X, offset, extra):
+        mu = self.mean(params, X, offset)
+        return mu * extra["trials"] if "trials" in extra else mu
+
+    def mean(self, params, X, offset):
+        lk = BINOMIAL_LINKS[self.link]
+        eta = X @ params["beta"] + offset
+        return jnp.where(lk.valid(eta), jnp.exp(lk.log_probs(lk.safe(eta))[0]), jnp.nan)
+
+    def expected_information(self, params, data, w):
+        lk = BINOMIAL_LINKS[self.link]
+        eta = lk.safe(_eta(params, data))
+        log_p, log_q = lk.log_probs(eta)
+        W = (w * _vw(data) * data["trials"]
+             * jnp.exp(2.0 * lk.log_dmu(eta) - log_p - log_q))
+        return {"beta": xtwx(data["X"], W)}
+
+    def extra_of(self, res, design, warn):
+        y01 = design.y / design.extra["trials"]
+        if self.link != "log":
+            d01 = dataclasses.replace(design, y=y01)
+            return {"separated": separation_flags(res.params["beta"], d01, warn)}
+        eta = jnp.einsum("...nd,...d->...n", design.X, res.params["beta"]) + design.offset
+        inside = True if design.weights is None else design.weights > 0
+        top = np.asarray(jnp.max(jnp.where(inside, eta, -jnp.inf), axis=-1))
+        edge = top > -1e-6
+        if warn and np.any(edge):
+            warnings.warn(f"Binomial(link='log'): a fitted probability reaches 1 (max eta = "
+                          f"{float(np.max(top)):.3g}; the link needs eta < 0)"
+                          f"{in_datasets(np.atleast_1d(edge), design.batched)}: the MLE is on "
+                          "the boundary of the parameter space and its standard errors do not "
+                          "apply. Use another link (logit, cloglog), or fix the model.",
+                          FitWarning, stacklevel=4)
+        return {"boundary": jnp.asarray(edge)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Tweedie(Model):
+    """Tweedie regression, ``1 < power < 2``: the compound Poisson-gamma distribution (an
+    exact mass at 0, continuous above) with mean ``mu = exp(X beta + offset)`` and variance
+    ``phi mu^power``; ``power`` is fixed (static), the dispersion ``phi`` estimated by
+    maximum likelihood with ``beta``. The density is the series of Dunn & Smyth (2005) (see
+    :mod:`mlejax._models.families`). ``beta``'s score does not involve ``phi``, so ``beta``
+    equals statsmodels' ``GLM(family=Tweedie(var_power=power))`` estimate.
+    ``var_weights=v``: dispersion ``phi / v_i``.
+
+    Example:
+      >>> x = np.linspace(-1.0, 1.0, 8)
+      >>> y = np.array([0.0, 1.3, 0.0, 1.9, 1.2, 0.0, 1.7, 3.5])
+      >>> res = mj.models.Tweedie(power=1.5).fit(x, y)
+      >>> res.param_names, [round(float(b), 3) for b in res.coef]
+      (('const', 'x1', 'phi'), [0.001, 0.932])
+      >>> round(float(res.params["phi"]), 3)
+      1.785
+    """
+
+    power: float
+    link: str = "log"
+    intercept: bool = True
+    log_link = True
+    var_weights_ok = True
+
+    def __post_init__(self):
+        if not 1.0 < float(self.power) < 2.0:
+            raise ValueError(f"Tweedie(power=...) must be strictly between 1 and 2 (the "
+                             f"compound Poisson-gamma range); got {self.power}.")
+        if self.link != "log":
+            raise ValueError(f"Tweedie(link=...) must be 'log'; got {self.link!r}.")
+
+    def describe(self) -> str:
+        return f"Tweedie regression (power {float(self.power):g}, log link)"
+
+    def constraints(self):
+        return {"phi": C.positive}
+
+    def loglik_fn(self):
+        return tweedie_loglik
+
+    def extra_data(self, dtype) -> dict:
+        return {"power": jnp.asarray(self.power, dtype)}
 
     def n_extra_params(self) -> int:
         return 1
 
-    def start(self, X, y, offset, w):
-        if self.link == "log":
-            beta = wls(X, jnp.log(y) - offset, w)
-            mu = jnp.exp(X @ beta + offset)
-        else:
-            beta = wls(X, 1.0 / y - offset, w)
-            mu = 1.0 / (X @ beta + offset)
-        phi = jnp.sum(w * ((y - mu) / mu) ** 2) / jnp.sum(w)
-        return {"beta": beta, "shape": jnp.clip(1.0 / phi, 0.1, 1e4)}
+    def initial(self, X, y, offset, w, extra):
+        vw = extra.get("var_weights", 1.0)
+        p = float(self.power)
+        mu0 = 0.5 * (y + jnp.sum(w * y) / jnp.sum(w))
+        beta = irls_start(X, y, offset, w * vw, LINKS["log"], mu0, mu0 ** p)
+        mu = jnp.exp(X @ beta + offset)
+        phi = jnp.sum(w * vw * (y - mu) ** 2 / mu ** p) / jnp.sum(w)
+        return {"beta": beta, "phi": jnp.clip(phi, 1e-6, 1e6)}
 
     def check_y(self, y, inside, batched):
-        bad = inside & ~(y > 0)
+        bad = inside & ~(y >= 0)
         if np.any(bad):
-            vals = np.unique(y[bad])[:5].tolist()
-            raise ValueError(f"y must be strictly positive for Gamma regression; got values "
-                             f"such as {vals}{in_datasets(bad.any(1), batched)}.")
+            raise ValueError(f"y must be non-negative for Tweedie regression; got values such "
+                             f"as {np.unique(y[bad])[:5].tolist()}"
+                             f"{in_datasets(bad.any(1), batched)}.")
+        zero = np.all(np.where(inside, y == 0, True), axis=1)
+        if np.any(zero):
+            raise ValueError(f"every y is 0{in_datasets(zero, batched)}: the mean's MLE is 0 "
+                             "and Tweedie regression has no MLE.")
 
     def mean(self, params, X, offset):
-        eta = X @ params["beta"] + offset
-        return jnp.exp(eta) if self.link == "log" else 1.0 / eta
+        return jnp.exp(X @ params["beta"] + offset)
+
+    def expected_information(self, params, data, w):
+        mu = jnp.exp(_eta(params, data))
+        # phi: its expected information needs the series' second moments; the observed
+        # block is used.
+        W = w * _vw(data) * mu ** (2.0 - data["power"]) / params["phi"]
+        return {"beta": xtwx(data["X"], W), "phi": None}
