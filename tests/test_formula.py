@@ -109,3 +109,35 @@ def test_bad_formulas(frame):
         mj.models.Poisson.from_formula("y ~ nope", frame)
     with pytest.raises(ValueError, match="not a column"):
         mj.models.Poisson.from_formula("y ~ x1", frame).fit_batch(by="nope")
+    with pytest.raises(ValueError, match="categorical models"):
+        mj.models.Poisson.from_formula("g ~ x1", frame)
+
+
+def test_categorical_response_labels(frame):
+    """The categorical models take a string or pandas Categorical response as labels: the
+    multinomial logit of ``g`` (strings, baseline the first sorted label "hi") equals
+    statsmodels' MNLogit on the codes (1e-7); an ordered Categorical keeps its order (its
+    cut-points are named by it), equal to the fit on its integer codes."""
+    res = mj.models.MultinomialLogit.from_formula("g ~ x1 + np.log(x2)", frame).fit()
+    codes = pd.Categorical(frame.g).codes          # hi=0, lo=1, mid=2 (sorted)
+    ref = smf.mnlogit("c ~ x1 + np.log(x2)", frame.assign(c=codes)).fit(
+        disp=0, method="newton", tol=1e-12)
+    np.testing.assert_allclose(res.loglik, ref.llf, rtol=1e-10)
+    assert "x1:y=lo" in res.param_names and "x1:y=mid" in res.param_names
+    for j, lab in ((0, "lo"), (1, "mid")):      # statsmodels' columns: categories 1, 2
+        for row in ref.params.index:
+            k = res.param_names.index(f"{row}:y={lab}")
+            np.testing.assert_allclose(res.fit_result.flat_params()[k], ref.params.loc[row, j],
+                                       rtol=1e-7, err_msg=f"{row}, {lab}")
+            np.testing.assert_allclose(res.fit_result.flat_stderr()[k], ref.bse.loc[row, j],
+                                       rtol=1e-6, err_msg=f"{row}, {lab}")
+    order = ["mid", "lo", "hi"]
+    df = frame.assign(o=pd.Categorical(frame.g, categories=order, ordered=True),
+                      c=lambda d: d.o.cat.codes.astype(float))
+    labelled = mj.models.OrderedLogit.from_formula("o ~ x1 + np.log(x2) - 1", df).fit()
+    coded = mj.models.OrderedLogit.from_formula("c ~ x1 + np.log(x2) - 1", df).fit()
+    assert labelled.param_names[-2:] == ("mid|lo", "lo|hi")
+    np.testing.assert_allclose(labelled.fit_result.flat_params(),
+                               coded.fit_result.flat_params(), rtol=1e-12)
+    probs = labelled.predict(df.iloc[:4])
+    np.testing.assert_allclose(np.sum(probs, axis=1), 1.0, rtol=1e-12)

@@ -169,13 +169,32 @@ def from_formula(model: Any, formula: str, data: Any, *, missing: str = "raise",
         raise ValueError(f"formula {formula!r} could not be applied to the data: {err} "
                          f"(the data's columns: {cols})") from err
     lhs, rhs = mm.lhs, mm.rhs
-    if lhs.shape[1] != 1:
-        raise ValueError(f"formula {formula!r}: the response must be one column; formulaic "
-                         f"made {list(lhs.columns)} of it (for a categorical response give "
-                         "its codes as one numeric column).")
     used = frame.loc[rhs.index]
+    response = formula.split("~")[0].strip()
+    if hasattr(model, "categories") and response in frame.columns:
+        # A categorical model takes the response's labels as they are (strings, a pandas
+        # Categorical, whose order it keeps), not formulaic's indicator columns.
+        model, y = _labelled(model, used[response])
+    elif lhs.shape[1] != 1:
+        raise ValueError(f"formula {formula!r}: the response must be one column; formulaic "
+                         f"made {list(lhs.columns)} of it (a categorical response is for the "
+                         "categorical models, MultinomialLogit, OrderedLogit and "
+                         "OrderedProbit; else give it as one numeric column).")
+    else:
+        y = np.asarray(lhs, np.float64)[:, 0]
     names = tuple(str(c) for c in rhs.columns)
     if not names:
         raise ValueError(f"formula {formula!r} has no terms and no intercept: nothing to fit.")
-    return FormulaModel(model, formula, np.asarray(rhs, np.float64),
-                        np.asarray(lhs, np.float64)[:, 0], names, rhs.model_spec, used)
+    return FormulaModel(model, formula, np.asarray(rhs, np.float64), y, names,
+                        rhs.model_spec, used)
+
+
+def _labelled(model: Any, column: Any) -> tuple[Any, np.ndarray]:
+    """A categorical model and the labels of its response column; a pandas ``Categorical``
+    column fixes the categories and their order unless the model names them."""
+    cats = getattr(column.dtype, "categories", None)
+    if cats is not None and model.categories is None:
+        model = dataclasses.replace(model, categories=tuple(cats.tolist()),
+                                    n_categories=len(cats))
+    values = np.asarray(column.astype(object) if cats is not None else column)
+    return model, values
