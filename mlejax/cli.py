@@ -380,7 +380,29 @@ def _add_gmm(sub) -> None:
 
 _FAMILIES = {"logistic": "Logistic", "linear": "Linear", "poisson": "Poisson",
              "probit": "Probit", "negative_binomial": "NegativeBinomial", "gamma": "Gamma",
-             "student_t": "StudentT"}
+             "student_t": "StudentT", "binomial": "Binomial",
+             "inverse_gaussian": "InverseGaussian", "tweedie": "Tweedie",
+             "negative_binomial1": "NegativeBinomial1",
+             "generalized_poisson": "GeneralizedPoisson",
+             "truncated_poisson": "TruncatedPoisson",
+             "truncated_negative_binomial": "TruncatedNegativeBinomial",
+             "zero_inflated_poisson": "ZeroInflatedPoisson",
+             "zero_inflated_negative_binomial": "ZeroInflatedNegativeBinomial",
+             "hurdle_poisson": "HurdlePoisson", "hurdle_negative_binomial": "HurdleNegativeBinomial",
+             "multinomial_logit": "MultinomialLogit", "ordered_logit": "OrderedLogit",
+             "ordered_probit": "OrderedProbit"}
+
+
+def _model_options(args: argparse.Namespace) -> dict:
+    """The model's constructor options the command line sets (--link, --power)."""
+    out = {}
+    if args.link is not None:
+        out["link"] = args.link
+    if args.power is not None:
+        out["power"] = args.power
+    if args.family == "tweedie" and args.power is None:
+        raise CLIError("--family tweedie needs --power P (1 < P < 2).")
+    return out
 
 
 def _read_frame(path: str):
@@ -410,16 +432,18 @@ def _run_regress(args: argparse.Namespace) -> int:
     cls = getattr(mj.models, _FAMILIES[args.family])
     try:
         fm = cls.from_formula(args.formula, frame, missing="drop" if args.dropna else "raise",
-                              context={"np": np})
-    except ValueError as err:
+                              context={"np": np}, **_model_options(args))
+        inputs = {"trials": args.trials} if args.trials is not None else {}
+        res = fm.fit(warn=False, **inputs)
+    except (ValueError, TypeError) as err:
         raise CLIError(str(err)) from None
-    res = fm.fit(warn=False)
     if args.json:
         table = res.coef_table()
-        coefs = [n for n in res.param_names if n in set(res.feature_names)]
+        features = set(res.feature_names)    # a multinomial logit's are 'x1:y=b'
+        coefs = [n for n in res.param_names if n in features or n.split(":y=")[0] in features]
         out = {"family": args.family, "formula": args.formula,
                "coefficients": {n: _jsonable(table[n]["estimate"]) for n in coefs},
-               "stderr": {n: _jsonable(table[n]["stderr"]) for n in coefs},
+               "stderr": {n: _jsonable(table[n]["stderr"]) for n in res.param_names},
                "other_params": {n: _jsonable(table[n]["estimate"]) for n in res.param_names
                                 if n not in coefs},
                "p_values": {n: _jsonable(table[n]["p"]) for n in res.param_names},
@@ -442,6 +466,13 @@ def _add_regress(sub) -> None:
                    "interactions 'a:b' and 'a*b'; intercept included ('0 +' drops it)")
     p.add_argument("--family", required=True, choices=tuple(_FAMILIES),
                    help="the model")
+    p.add_argument("--link", default=None,
+                   help="the link, for the families that have a choice (binomial: logit, "
+                   "probit, cloglog, log, cauchit; gamma: inverse, log, identity; ...)")
+    p.add_argument("--power", type=float, default=None,
+                   help="Tweedie's variance power (1 < P < 2); needed with --family tweedie")
+    p.add_argument("--trials", metavar="COLUMN", default=None,
+                   help="binomial: the column of trials (the response counts successes)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--dropna", action="store_true",
                    help="drop rows with missing values (by default they are an error)")

@@ -115,6 +115,45 @@ def test_regress_through_formulaic_matches_statsmodels(csv_path, capsys):
     assert "'~'" in capsys.readouterr().err
 
 
+def test_regress_binomial_trials_link_and_model_options(csv_path, capsys):
+    """The new families through the command line: successes out of a trials column with the
+    cloglog link equal statsmodels GLM Binomial (1e-6); a labelled response for the
+    multinomial logit; Tweedie without --power, and an option the model lacks, are errors."""
+    pd = pytest.importorskip("pandas")
+    sm = pytest.importorskip("statsmodels.api")
+    frame = pd.read_csv(csv_path)
+    rng = np.random.default_rng(5)
+    frame["t"] = rng.integers(1, 6, len(frame))
+    frame["s"] = rng.binomial(frame.t, 1 / (1 + np.exp(-frame.x1)))
+    frame["lab"] = np.where(frame.x1 > 0.3, "hi", np.where(frame.x1 > -0.3, "mid", "lo"))
+    frame.loc[::4, "lab"] = "mid"                        # not separable
+    path = csv_path.with_name("binom.csv")
+    frame.to_csv(path, index=False)
+    assert main(["regress", str(path), "--formula", "s ~ x1", "--family", "binomial",
+                 "--trials", "t", "--link", "cloglog", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    glm = sm.GLM(np.c_[frame.s, frame.t - frame.s], sm.add_constant(frame.x1),
+                 family=sm.families.Binomial(sm.families.links.CLogLog()))
+    ref = glm.fit(tol=1e-12)
+    np.testing.assert_allclose([out["coefficients"]["Intercept"], out["coefficients"]["x1"]],
+                               ref.params, rtol=1e-6)
+    # mlejax's errors are the observed information's (statsmodels' bse, the expected one's,
+    # differs for cloglog, a non-canonical link).
+    observed = np.sqrt(np.diag(np.linalg.inv(-glm.hessian(ref.params, observed=True))))
+    np.testing.assert_allclose([out["stderr"]["Intercept"], out["stderr"]["x1"]], observed,
+                               rtol=1e-6)
+    assert main(["regress", str(path), "--formula", "lab ~ x1", "--family",
+                 "multinomial_logit", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["coefficients"]) == {"Intercept:y=lo", "Intercept:y=mid", "x1:y=lo",
+                                        "x1:y=mid"}
+    assert main(["regress", str(path), "--formula", "x ~ x1", "--family", "tweedie"]) == 2
+    assert "--power" in capsys.readouterr().err
+    assert main(["regress", str(path), "--formula", "s ~ x1", "--family", "poisson",
+                 "--link", "probit"]) == 2
+    assert "link" in capsys.readouterr().err
+
+
 def test_not_converged_exits_1_with_reason(csv_path, capsys, monkeypatch):
     import mlejax as mj
     real = mj.models.Logistic.fit
