@@ -416,7 +416,9 @@ class Model:
             inside = np.ones(yy.shape, bool) if w is None else np.asarray(w) > 0
             model = self.specialize(yy, inside)
         wfill = jnp.ones_like(y) if w is None else w
-        init = _start_program(model, design.batched)(X, y, off, wfill, design.extra)
+        start, order = _start_program(model, design.batched)
+        init = start(X, y, off, wfill, design.extra)
+        init = {key: init[key] for key in order}
         data = {"X": X, "y": y, "offset": off, **design.extra}
         for key, val in model.extra_data(design.dtype).items():
             if obs_chunk is not None:   # one copy per row: every leaf is chunked by rows
@@ -521,9 +523,19 @@ def _expected_program(model: Model, leaves: tuple[str, ...], batched: bool) -> C
 
 
 @program_cache
-def _start_program(model: Model, batched: bool) -> Callable:
-    """The model's starting values as one compiled program (cached per model and layout)."""
-    return jax.jit(jax.vmap(model.initial) if batched else model.initial)
+def _start_program(model: Model, batched: bool) -> tuple[Callable, list]:
+    """The model's starting values as one compiled program (cached per model and layout),
+    and the order in which ``initial`` wrote their keys (filled when it is traced): a dict
+    comes out of ``jit`` with its keys sorted, and the parameters are reported in the
+    model's own order (``const, x1, alpha``, as statsmodels lists them)."""
+    order: list = []
+
+    def start(*args):
+        out = model.initial(*args)
+        order[:] = list(out)
+        return out
+
+    return jax.jit(jax.vmap(start) if batched else start), order
 
 
 def separation_flags(beta, design: Design, warn: bool) -> jax.Array:

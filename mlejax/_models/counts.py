@@ -471,7 +471,7 @@ class NegativeBinomial1(_CountModel):
       >>> counts = np.array([0, 5, 1, 0, 9, 2, 12, 3, 14, 6])
       >>> res = mj.models.NegativeBinomial1().fit(x, counts)
       >>> res.param_names, [round(float(b), 3) for b in res.coef]
-      (('alpha', 'const', 'x1'), [1.466, 0.964])
+      (('const', 'x1', 'alpha'), [1.466, 0.964])
       >>> round(float(res.params["alpha"]), 3)
       3.012
     """
@@ -496,7 +496,7 @@ class GeneralizedPoisson(_CountModel):
       >>> counts = np.array([0, 5, 1, 0, 9, 2, 12, 3, 14, 6])
       >>> res = mj.models.GeneralizedPoisson().fit(x, counts)
       >>> res.param_names, round(float(res.params["alpha"]), 3)
-      (('alpha', 'const', 'x1'), 1.069)
+      (('const', 'x1', 'alpha'), 1.069)
     """
 
     intercept: bool = True
@@ -549,7 +549,7 @@ class TruncatedNegativeBinomial(_CountModel):
       >>> counts = np.array([1, 6, 1, 1, 9, 2, 12, 2, 15, 7])
       >>> res = mj.models.TruncatedNegativeBinomial().fit(x, counts)
       >>> res.param_names, round(float(res.params["alpha"]), 3)
-      (('alpha', 'const', 'x1'), 0.938)
+      (('const', 'x1', 'alpha'), 0.938)
     """
 
     intercept: bool = True
@@ -571,7 +571,7 @@ class ZeroInflatedPoisson(_ZeroInflated):
       >>> counts = np.array([0, 0, 1, 0, 3, 0, 4, 0, 6, 5, 0, 9])
       >>> res = mj.models.ZeroInflatedPoisson().fit(x, counts)
       >>> res.param_names
-      ('const', 'x1', 'inflate_const')
+      ('inflate_const', 'const', 'x1')
       >>> [round(float(p), 3) for p in res.predict(np.array([0.0]), which="prob-zero")]
       [0.443]
     """
@@ -592,7 +592,7 @@ class ZeroInflatedNegativeBinomial(_ZeroInflated):
       >>> counts = np.array([0, 0, 1, 0, 3, 0, 5, 0, 2, 9, 0, 4])
       >>> res = mj.models.ZeroInflatedNegativeBinomial().fit(x, counts)
       >>> res.param_names, round(float(res.params["alpha"]), 3)
-      (('alpha', 'const', 'x1', 'inflate_const'), 0.181)
+      (('inflate_const', 'const', 'x1', 'alpha'), 0.181)
     """
 
     intercept: bool = True
@@ -613,7 +613,7 @@ class HurdlePoisson(_Hurdle):
       >>> counts = np.array([0, 0, 1, 0, 3, 0, 4, 2, 6, 5, 0, 9])
       >>> res = mj.models.HurdlePoisson().fit(x, counts)
       >>> res.param_names
-      ('const', 'x1', 'zm_const', 'zm_x1')
+      ('zm_const', 'zm_x1', 'const', 'x1')
       >>> [round(float(m), 3) for m in res.predict(np.array([0.0]))]          # E[y]
       [1.606]
     """
@@ -635,7 +635,7 @@ class HurdleNegativeBinomial(_Hurdle):
       >>> counts = np.array([0, 0, 1, 0, 3, 0, 7, 1, 2, 9, 0, 14])
       >>> res = mj.models.HurdleNegativeBinomial().fit(x, counts)
       >>> res.param_names
-      ('alpha', 'const', 'x1', 'zm_const', 'zm_x1')
+      ('zm_const', 'zm_x1', 'const', 'x1', 'alpha')
     """
 
     intercept: bool = True

@@ -88,9 +88,10 @@ class StudentT(Model):
         mad = r[order][jnp.argmax(cw >= 0.5 * cw[-1])]
         rms = jnp.sqrt(jnp.sum(w * r * r) / jnp.sum(w))
         sigma = jnp.where(mad > 0, 1.4826 * mad, rms)
-        out = {"beta": beta, "sigma": sigma}
+        out = {"beta": beta}           # statsmodels' TLinearModel order: beta, df, scale
         if self.df is None:
             out["df"] = jnp.asarray(5.0, X.dtype)
+        out["sigma"] = sigma
         return out
 
     def mean(self, params, X, offset):
