@@ -39,6 +39,30 @@ def assert_rel(actual, expected, rtol, what=""):
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=0.0, err_msg=what)
 
 
+def richardson_hessian(fn, theta, scale):
+    """The Hessian of ``fn`` at ``theta`` by central differences extrapolated twice (steps
+    h, h/2, h/4, error O(h^6)); the steps are a hundredth of each parameter's natural scale
+    ``scale`` (only the step size may come from the fit under test)."""
+    theta = np.asarray(theta, np.float64)
+    p = theta.size
+
+    def central(h):
+        out = np.empty((p, p))
+        for i in range(p):
+            for j in range(i, p):
+                ei, ej = np.zeros(p), np.zeros(p)
+                ei[i], ej[j] = h[i], h[j]
+                out[i, j] = out[j, i] = (fn(theta + ei + ej) - fn(theta + ei - ej)
+                                         - fn(theta - ei + ej) + fn(theta - ei - ej)) / (
+                    4 * h[i] * h[j])
+        return out
+
+    h = 0.01 * np.asarray(scale, np.float64)
+    a, b, c = central(h), central(h / 2), central(h / 4)
+    ab, bc = (4 * b - a) / 3, (4 * c - b) / 3
+    return (16 * bc - ab) / 15
+
+
 def flat_index(params):
     """Position of every natural-scale scalar in the flattened parameter vector.
 

@@ -35,6 +35,7 @@ import scipy.special as sp  # noqa: E402
 
 import mlejax as mj  # noqa: E402
 from mlejax import models as M  # noqa: E402
+from conftest import richardson_hessian  # noqa: E402
 
 RTOL = 1e-6
 
@@ -151,32 +152,6 @@ def test_gamma_log_link_matches_glm():
     assert_rel(res.stderr["shape"], 1.0 / np.sqrt(y.size * (trig - 1.0 / nu)), what="se(nu)")
 
 
-def _richardson_hessian(fn, theta, scale):
-    """Central differences extrapolated twice (h, h/2, h/4): error O(h^6); the steps are
-    a fraction of each parameter's natural scale ``scale``."""
-    theta = np.asarray(theta, np.float64)
-    p = theta.size
-
-    def central(h):
-        out = np.empty((p, p))
-        for i in range(p):
-            for j in range(i, p):
-                ei = np.zeros(p)
-                ej = np.zeros(p)
-                ei[i] = h[i]
-                ej[j] = h[j]
-                out[i, j] = out[j, i] = (fn(theta + ei + ej) - fn(theta + ei - ej)
-                                         - fn(theta - ei + ej) + fn(theta - ei - ej)) / (
-                    4 * h[i] * h[j])
-        return out
-
-    h = 0.01 * np.asarray(scale, np.float64)
-    a, b, c = central(h), central(h / 2), central(h / 4)
-    ab = (4 * b - a) / 3
-    bc = (4 * c - b) / 3
-    return (16 * bc - ab) / 15
-
-
 def test_student_t_regression_matches_references():
     from statsmodels.miscmodels.tmodel import TLinearModel
 
@@ -198,7 +173,7 @@ def test_student_t_regression_matches_references():
         return -np.sum(ss.t.logpdf(yv, theta[4], mu, theta[5]))
 
     # Steps of a hundredth of a standard error: only the step size, not the answer, uses ours.
-    cov = np.linalg.inv(_richardson_hessian(negll, est, res.fit_result.flat_stderr()))
+    cov = np.linalg.inv(richardson_hessian(negll, est, res.fit_result.flat_stderr()))
     assert_rel(res.fit_result.flat_stderr(), np.sqrt(np.diag(cov)), 1e-6, "stderr")
 
 

@@ -57,6 +57,7 @@ from statsmodels.discrete.tests.results.results_discrete import RandHIE  # noqa:
 from statsmodels.discrete.truncated_model import (  # noqa: E402
     HurdleCountModel, TruncatedLFNegativeBinomialP, TruncatedLFPoisson)
 
+from conftest import richardson_hessian  # noqa: E402
 from mlejax.models import (  # noqa: E402
     GeneralizedPoisson, HurdleNegativeBinomial, HurdlePoisson, NegativeBinomial1,
     TruncatedNegativeBinomial, TruncatedPoisson, ZeroInflatedNegativeBinomial,
@@ -81,29 +82,6 @@ def by_name(res, names):
 def last_digit(values):
     """One unit of the last digit printed in each stored value."""
     return np.array([10.0 ** -len(repr(float(v)).split(".")[1]) for v in values])
-
-
-def richardson_hessian(fn, theta, scale):
-    """Central differences extrapolated twice (h, h/2, h/4; error O(h^6)), steps a
-    hundredth of ``scale`` (our standard errors: only the step size uses ours)."""
-    theta = np.asarray(theta, np.float64)
-    p = theta.size
-
-    def central(h):
-        out = np.empty((p, p))
-        for i in range(p):
-            for j in range(i, p):
-                ei, ej = np.zeros(p), np.zeros(p)
-                ei[i], ej[j] = h[i], h[j]
-                out[i, j] = out[j, i] = (fn(theta + ei + ej) - fn(theta + ei - ej)
-                                         - fn(theta - ei + ej) + fn(theta - ei - ej)) / (
-                    4 * h[i] * h[j])
-        return out
-
-    h = 0.01 * np.asarray(scale, np.float64)
-    a, b, c = central(h), central(h / 2), central(h / 4)
-    ab, bc = (4 * b - a) / 3, (4 * c - b) / 3
-    return (16 * bc - ab) / 15
 
 
 def fd_stderr(loglike, est, se):
