@@ -13,8 +13,8 @@ What it does:
    process's memory stays flat too. Smaller K read the first K datasets of the same files.
 2. For each K, starts a fresh Python process that opens the files with
    ``np.load(..., mmap_mode="r")`` and runs
-   ``mj.fit_batch(loglik, init, (X, y), chunk_size=C, out=DIR)`` (the results written to
-   disk as each chunk finishes; ``--results ram`` keeps them in host memory instead). The
+   ``mj.fit_batch(loglik, init, (X, y), datasets_per_chunk=C, out=DIR)`` (the results written
+   to disk as each chunk finishes; ``--results ram`` keeps them in host memory instead). The
    process first fits one chunk (compilation; not part of the timed run), then times the
    whole stream. A thread samples ``VmRSS`` (with its anonymous and file-backed parts) from
    ``/proc/self/status`` throughout, so the flatness of the profile is visible; the peak
@@ -178,7 +178,8 @@ def child(spec: dict) -> dict:
 
     # Compile on one chunk (the same program as the run's: same chunk shape).
     t0 = time.perf_counter()
-    warm = mj.fit_batch(logistic_loglik, init, (X[:cs], y[:cs]), chunk_size=cs, warn=False)
+    warm = mj.fit_batch(logistic_loglik, init, (X[:cs], y[:cs]), datasets_per_chunk=cs,
+                       warn=False)
     np.asarray(warm.status)
     compile_s = time.perf_counter() - t0
     del warm
@@ -186,7 +187,7 @@ def child(spec: dict) -> dict:
 
     t_fit0 = time.perf_counter() - sampler.t0
     t0 = time.perf_counter()
-    res = mj.fit_batch(logistic_loglik, init, (X, y), chunk_size=cs, warn=False,
+    res = mj.fit_batch(logistic_loglik, init, (X, y), datasets_per_chunk=cs, warn=False,
                        **({"out": out_dir} if out_dir else {}))
     wall = time.perf_counter() - t0
     t_fit1 = time.perf_counter() - sampler.t0
@@ -289,7 +290,8 @@ def main(argv=None) -> dict:
     os.makedirs(folder, exist_ok=True)
     free = shutil.disk_usage(folder).free
     print(f"bench_memory: K={','.join(f'{k:,}' for k in ks)}, n={n}, d={d} (intercept "
-          f"included), {np.dtype(dtype).name}, chunk_size={cs:,}, results to {args.results}")
+          f"included), {np.dtype(dtype).name}, datasets_per_chunk={cs:,}, results to "
+          f"{args.results}")
     print(f"  data: {need / 1e9:.2f} GB for K={k_max:,} in {folder} "
           f"({free / 1e9:.1f} GB free)")
     try:

@@ -75,8 +75,8 @@ def main(argv=None):
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:   # counted below, not hidden
             warnings.simplefilter("always", mj.FitWarning)
-            res = mj.fit_batch(fn, init, data, constraints=cons, chunk_size=args.chunk_size,
-                               progress=True)
+            res = mj.fit_batch(fn, init, data, constraints=cons,
+                               datasets_per_chunk=args.chunk_size, progress=True)
         jax.block_until_ready(res.loglik)
         times.append(time.perf_counter() - t0)
         print(f"  {label}: {times[-1]:.2f} s, {args.k / times[-1]:,.0f} fits/second")

@@ -22,7 +22,9 @@ __all__ = ["Checkpoint"]
 
 
 # What each entry of a checkpoint's fingerprint is, in the words of an error message.
-_WHAT = {"n_total": "the number of datasets", "chunk_size": "chunk_size",
+# The recorded key "chunk_size" keeps its old name (fit_batch's datasets_per_chunk), so that
+# checkpoints written before the rename still resume.
+_WHAT = {"n_total": "the number of datasets", "chunk_size": "datasets_per_chunk",
          "param_names": "the parameters (init's structure)", "method": "method",
          "restarts": "restarts", "loglik_fn": "the log-likelihood function (loglik_fn)",
          "key": "the PRNG key", "first_index": "first_index",

@@ -82,7 +82,8 @@ def generator_chunks(items, start, chunk_size: int) -> Iterator[Chunk]:
         n = jax.tree_util.tree_leaves(item)[0].shape[0]
         if n > chunk_size:
             raise ValueError(f"a chunk from the generator holds {n} datasets, more than "
-                             f"chunk_size={chunk_size}; pass a larger chunk_size.")
+                             f"datasets_per_chunk={chunk_size}; pass a larger "
+                             "datasets_per_chunk.")
         if n == 0:   # an empty chunk holds nothing to fit
             continue
         rows = np.arange(n)

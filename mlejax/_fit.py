@@ -216,12 +216,13 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
               max_steps: int | None = None, gtol: float | None = None, ftol: float | None = None,
               restarts: int | None = None, key: jax.Array | None = None,
               restart_scale: float = 1.0, trace_len: int | None = None,
-              chunk_size: int | None = None, repack: int | None = None,
+              datasets_per_chunk: int | None = None, repack: int | None = None,
               devices: Any = None, progress: bool = False, checkpoint: str | None = None,
               first_index: int = 0, penalty: Any = None, anneal: Any = None,
               canonical: Callable | None = None, obs_chunk: int | None = None,
               random: Any = None, fixed: Any = None, warn: bool = True,
-              out: str | None = None, batch_size: int | None = None) -> FitResult:
+              out: str | None = None, batch_size: int | None = None,
+              chunk_size: int | None = None) -> FitResult:
     """Fits K independent datasets in one compiled program.
 
     Every leaf of ``data`` (and ``weights``) has a leading axis K; each dataset is fitted as
@@ -244,8 +245,9 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
     ``method`` (a name or a solver object), ``minibatch`` and the tolerances are as in
     :func:`fit`.
 
-    Streaming and scale (see :mod:`mlejax.batching`): ``chunk_size`` (datasets per chunk; not
-    ``obs_chunk``, which is rows of one dataset) streams the K datasets
+    Streaming and scale (see :mod:`mlejax.batching`): ``datasets_per_chunk`` (not
+    ``obs_chunk``, which is rows of one dataset; formerly ``chunk_size=``, which still works
+    with a ``DeprecationWarning``) streams the K datasets
     through one compiled program of that many at a time (``data`` may be NumPy memmaps, or a
     generator of batched chunks, or :func:`mlejax.ragged` datasets of different lengths);
     ``repack=S`` re-packs the fits still running every ``S`` steps into a smaller batch
@@ -281,11 +283,14 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
       True
     """
     minibatch = renamed("batch_size", batch_size, "minibatch", minibatch)
+    datasets_per_chunk = renamed("chunk_size", chunk_size, "datasets_per_chunk",
+                                 datasets_per_chunk)
     init, constraints = hold(init, constraints, fixed, init_batched=init_batched)
     marginal = None
     if random is not None:
-        streamed = {"chunk_size": chunk_size, "repack": repack, "devices": devices,
-                    "checkpoint": checkpoint, "out": out, "progress": progress or None}
+        streamed = {"datasets_per_chunk": datasets_per_chunk, "repack": repack,
+                    "devices": devices, "checkpoint": checkpoint, "out": out,
+                    "progress": progress or None}
         if isinstance(data, (batching.Ragged, collections.abc.Iterator)):
             streamed["data (ragged or a generator)"] = True
         loglik_fn, init, data, constraints = marginal_problem(
@@ -303,7 +308,7 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
     if (repack is not None and not isinstance(data, (batching.Ragged, collections.abc.Iterator))
             and batch_block(None, data, weights, restarts=restarts) is not None):
         repack = None   # on CPU in blocks, each stopping with its own fits: nothing to re-pack
-    streaming = (chunk_size is not None or repack is not None or devices is not None
+    streaming = (datasets_per_chunk is not None or repack is not None or devices is not None
                  or progress or checkpoint is not None or out is not None
                  or isinstance(data, (batching.Ragged, collections.abc.Iterator)))
     if streaming:
@@ -312,7 +317,8 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
                             batched=True, init_batched=init_batched, check_finite=False,
                             **options)
         res = batching.fit_streamed(loglik_fn, init, data, weights=weights,
-                                    init_batched=init_batched, key=key, chunk_size=chunk_size,
+                                    init_batched=init_batched, key=key,
+                                    datasets_per_chunk=datasets_per_chunk,
                                     repack=repack, devices=devices, progress=progress,
                                     checkpoint=checkpoint, prepare=prepare,
                                     first_index=first_index, out=out)

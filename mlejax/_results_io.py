@@ -222,7 +222,7 @@ def open_results(path) -> FitResult:
       >>> loglik = lambda p, x: jax.scipy.stats.norm.logpdf(x, p["mu"], p["sigma"])
       >>> xs = np.random.default_rng(0).normal(2.0, 1.0, size=(30, 20))
       >>> folder = tempfile.mkdtemp()
-      >>> res = mj.fit_batch(loglik, {"mu": 0.0, "sigma": 1.0}, xs, chunk_size=16,
+      >>> res = mj.fit_batch(loglik, {"mu": 0.0, "sigma": 1.0}, xs, datasets_per_chunk=16,
       ...                    constraints={"sigma": mj.positive}, out=folder)
       >>> type(res.params["mu"]).__name__, res.params["mu"].shape
       ('memmap', (30,))

@@ -1,6 +1,6 @@
 """Fitting very many datasets: streamed chunks, straggler re-packing, devices, ragged data.
 
-``fit_batch`` comes here when it is asked to stream (``chunk_size=``), re-pack stragglers
+``fit_batch`` comes here when it is asked to stream (``datasets_per_chunk=``), re-pack stragglers
 (``repack=``), shard (``devices=``), show progress, checkpoint, or when the datasets are
 ragged (:func:`ragged`) or arrive as a generator of chunks.
 
@@ -152,8 +152,8 @@ def _stack(trees):
     return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
 
 
-def fit_streamed(loglik_fn, init, data, *, weights, init_batched: bool, key, chunk_size,
-                 repack, devices, progress, checkpoint, prepare: Callable,
+def fit_streamed(loglik_fn, init, data, *, weights, init_batched: bool, key,
+                 datasets_per_chunk, repack, devices, progress, checkpoint, prepare: Callable,
                  first_index: int = 0, out=None) -> FitResult:
     """``fit_batch`` for streams, ragged datasets, re-packing, devices and checkpoints;
     ``out=DIR`` writes the results to ``.npy`` files in DIR (see the module docstring).
@@ -163,8 +163,9 @@ def fit_streamed(loglik_fn, init, data, *, weights, init_batched: bool, key, chu
     """
     if key is None:
         key = jax.random.key(0)
-    if chunk_size is not None and int(chunk_size) < 1:
-        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}.")
+    if datasets_per_chunk is not None and int(datasets_per_chunk) < 1:
+        raise ValueError(f"datasets_per_chunk must be a positive integer; got "
+                         f"{datasets_per_chunk}.")
     multiple = len(list(devices)) if devices is not None else 1
 
     def round_up(c):
@@ -209,7 +210,7 @@ def fit_streamed(loglik_fn, init, data, *, weights, init_batched: bool, key, chu
         for length, ids in groups.items():
             ids = np.asarray(ids)
             d, w = padded[length]
-            size = round_up(min(chunk_size or ids.size, ids.size))
+            size = round_up(min(datasets_per_chunk or ids.size, ids.size))
             streamer.chunk_size = size
             st = start[ids] if init_batched else start
             streamer.run(array_chunks(st, d, w, ids.size, size, init_batched, ids=ids))
@@ -225,7 +226,7 @@ def fit_streamed(loglik_fn, init, data, *, weights, init_batched: bool, key, chu
         if first is None:
             raise ValueError("the generator of chunks yielded nothing.")
         n_first = V.batch_size_of(first, None)
-        size = round_up(chunk_size or n_first)
+        size = round_up(datasets_per_chunk or n_first)
         cfg, start0, _, _, _ = prepare(init, first, None)
         start = start0 if callable(init) else full_start(cfg)
         streamer = Streamer(cfg, key, chunk_size=size, repack=repack, devices=devices,
@@ -236,7 +237,7 @@ def fit_streamed(loglik_fn, init, data, *, weights, init_batched: bool, key, chu
         ctx_data, ctx_w = None, None
     else:
         k = V.batch_size_of(data, weights)
-        size = round_up(min(chunk_size or k, k))
+        size = round_up(min(datasets_per_chunk or k, k))
         if weights is not None and V.is_concrete(weights):
             check_weights_streamed(weights, k, size)
         rows = np.arange(min(size, k))

@@ -64,7 +64,7 @@ def fit_batch_distributed(loglik_fn: Callable, init: Any, data: Any, *, weights:
 
     Every process passes the whole batch description (``data`` may be NumPy memmaps, so only
     the share is read); each fits its rows with ``fit_batch`` (``options`` as there:
-    ``chunk_size``, ``repack``, ``devices`` for its local devices, ...) and the results are
+    ``datasets_per_chunk``, ``repack``, ``devices`` for its local devices, ...) and the results are
     gathered so that every process returns all K, in order. Dataset keys are numbered
     globally, so results equal a single-process ``fit_batch``.
 

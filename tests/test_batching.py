@@ -52,11 +52,11 @@ def close(a, b, tol=1e-12):
 def test_chunks_equal_plain_and_compile_once(xs, plain):
     compiled = kernel(plain.context.config)  # the same static configuration
     before = compiled._cache_size()
-    res = mj.fit_batch(normal_loglik, INIT, xs, constraints=CONS, chunk_size=20)
+    res = mj.fit_batch(normal_loglik, INIT, xs, constraints=CONS, datasets_per_chunk=20)
     assert kernel(res.context.config) is compiled
     assert compiled._cache_size() == before + 1  # 10 chunks, one compilation
     traced = TRACES["n"]
-    mj.fit_batch(normal_loglik, INIT, xs + 1.0, constraints=CONS, chunk_size=20)
+    mj.fit_batch(normal_loglik, INIT, xs + 1.0, constraints=CONS, datasets_per_chunk=20)
     assert TRACES["n"] == traced  # a second stream of the same shapes does not retrace
     for name in ("mu", "sigma"):
         assert close(res.params[name], plain.params[name])
@@ -160,7 +160,8 @@ def test_uneven_last_chunk_and_memmap(xs, plain, tmp_path):
     path = tmp_path / "xs.npy"
     np.save(path, xs)
     mm = np.load(path, mmap_mode="r")
-    res = mj.fit_batch(normal_loglik, INIT, mm, constraints=CONS, chunk_size=64, progress=True)
+    res = mj.fit_batch(normal_loglik, INIT, mm, constraints=CONS, datasets_per_chunk=64,
+                       progress=True)
     assert res.params["mu"].shape == (200,)
     assert close(res.params["mu"], plain.params["mu"])
 
@@ -180,7 +181,7 @@ def test_repack_with_restarts_and_chunks(xs):
     key = jax.random.key(3)
     ref = mj.fit_batch(normal_loglik, INIT, xs[:16], constraints=CONS, restarts=2, key=key)
     res = mj.fit_batch(normal_loglik, INIT, xs[:16], constraints=CONS, restarts=2, key=key,
-                       repack=3, chunk_size=8)
+                       repack=3, datasets_per_chunk=8)
     assert np.asarray(res.restarts.loglik).shape == (16, 2)
     assert close(res.restarts.params["mu"], ref.restarts.params["mu"])
     assert close(res.loglik, ref.loglik)
@@ -238,7 +239,7 @@ def test_nan_dataset_is_named_and_flagged(xs):
     with pytest.raises(ValueError, match=r"datasets \[7\]"):
         mj.fit_batch(normal_loglik, INIT, bad, constraints=CONS)
     with pytest.warns(UserWarning, match=r"datasets \[7\]"):
-        res = mj.fit_batch(normal_loglik, INIT, bad, constraints=CONS, chunk_size=16,
+        res = mj.fit_batch(normal_loglik, INIT, bad, constraints=CONS, datasets_per_chunk=16,
                            warn=False)
     status = np.asarray(res.status)
     assert status[7] == mj.Status.NONFINITE
@@ -259,7 +260,7 @@ def test_sharded_over_four_host_devices():
         init, cons = {"mu": 0.0, "sigma": 1.0}, {"sigma": mj.positive}
         ref = mj.fit_batch(loglik, init, xs, constraints=cons)
         res = mj.fit_batch(loglik, init, xs, constraints=cons, devices=jax.devices(),
-                           chunk_size=16, repack=2)
+                           datasets_per_chunk=16, repack=2)
         err = np.max(np.abs(np.asarray(res.params["mu"]) - np.asarray(ref.params["mu"])))
         assert err <= 1e-12, err
         print("sharded ok")
@@ -278,5 +279,5 @@ def test_init_function_with_streaming(xs):
     key = jax.random.key(4)
     ref = mj.fit_batch(normal_loglik, init_fn, xs[:16], constraints=CONS, restarts=2, key=key)
     res = mj.fit_batch(normal_loglik, init_fn, xs[:16], constraints=CONS, restarts=2, key=key,
-                       chunk_size=8, repack=3)
+                       datasets_per_chunk=8, repack=3)
     assert close(res.restarts.params["mu"], ref.restarts.params["mu"])

@@ -46,9 +46,9 @@ def xs():
     return np.random.default_rng(0).normal(1.0, 2.0, size=(8, 12))
 
 
-def run(xs, folder, fn=loglik, init=INIT, weights=None, **kw):
-    return mj.fit_batch(fn, init, xs, constraints=CONS, weights=weights, chunk_size=4,
-                        checkpoint=str(folder), **kw)
+def run(xs, folder, fn=loglik, init=INIT, weights=None, datasets_per_chunk=4, **kw):
+    return mj.fit_batch(fn, init, xs, constraints=CONS, weights=weights,
+                        datasets_per_chunk=datasets_per_chunk, checkpoint=str(folder), **kw)
 
 
 def same(a, b):
@@ -64,6 +64,9 @@ def test_checkpoint_of_the_same_problem_resumes_without_refitting(xs, tmp_path, 
         "chunk_0000000.npz", "chunk_0000001.npz"]
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert meta["loglik_fn"]["name"].endswith("test_fault_probes.loglik")
+    # datasets_per_chunk is recorded under its old name, so checkpoints written before the
+    # rename (chunk_size=) still resume.
+    assert meta["chunk_size"] == 4 and "datasets_per_chunk" not in meta
     assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]   # written atomically
 
     def refit(*args, **kwargs):
@@ -86,6 +89,7 @@ def closing_over(s):
     ("closure", "its code or the values it uses"),
     ("constraints", "the setting problem.constraints"),
     ("max_steps", "the setting max_steps"),
+    ("datasets_per_chunk", "datasets_per_chunk (4 then, 2 now)"),
 ])
 def test_checkpoint_of_another_problem_is_refused(xs, tmp_path, change, what, monkeypatch):
     w = np.ones_like(xs)
@@ -109,10 +113,12 @@ def test_checkpoint_of_another_problem_is_refused(xs, tmp_path, change, what, mo
         after["fn"] = closing_over(2.0)     # the same code, another value closed over
     elif change == "max_steps":
         after["max_steps"] = 77
+    elif change == "datasets_per_chunk":
+        after["datasets_per_chunk"] = 2
     data = after.pop("xs", xs)
     with pytest.raises(ValueError, match="another problem") as err:
         if change == "constraints":
-            mj.fit_batch(loglik, INIT, data, chunk_size=4, checkpoint=str(tmp_path),
+            mj.fit_batch(loglik, INIT, data, datasets_per_chunk=4, checkpoint=str(tmp_path),
                          constraints={"sigma": mj.interval(0.0, 100.0)})
         else:
             run(data, tmp_path, **after)
@@ -206,7 +212,7 @@ class _Marker:
 
 def test_open_results_never_unpickles(xs, tmp_path):
     out = tmp_path / "res"
-    res = mj.fit_batch(loglik, INIT, xs, constraints=CONS, chunk_size=4, out=out)
+    res = mj.fit_batch(loglik, INIT, xs, constraints=CONS, datasets_per_chunk=4, out=out)
     marker = tmp_path / "pwned"
     crafted = pickle.dumps(_Marker(str(marker)))
     (out / "fit_batch.treedef.pkl").write_bytes(crafted)
@@ -255,7 +261,7 @@ def test_fit_batch_checks_every_datasets_weights(xs):
     w = np.ones_like(xs)
     w[3, 5] = -1.0
     w[6, 0] = np.nan
-    for kw in ({}, {"chunk_size": 4}):   # in one program and streamed
+    for kw in ({}, {"datasets_per_chunk": 4}):   # in one program and streamed
         with pytest.raises(ValueError, match=r"weights of datasets \[3, 6\]"):
             mj.fit_batch(loglik, INIT, xs, constraints=CONS, weights=w, **kw)
     datasets = [xs[i, : 6 + i] for i in range(4)]
@@ -284,7 +290,7 @@ def test_scalar_data_is_a_total_loglik():
 
 
 def test_empty_batches_are_refused(xs):
-    for data, kw in ((xs[:0], {}), (xs[:0], {"chunk_size": 4})):
+    for data, kw in ((xs[:0], {}), (xs[:0], {"datasets_per_chunk": 4})):
         with pytest.raises(ValueError, match="0 datasets.*at least one"):
             mj.fit_batch(loglik, INIT, data, constraints=CONS, **kw)
     with pytest.raises(ValueError, match="an empty list, which holds no arrays"):

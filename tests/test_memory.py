@@ -45,11 +45,11 @@ def same(a, b):
 
 
 def test_out_writes_the_results_to_npy_files(xs, tmp_path):
-    ram = mj.fit_batch(loglik, INIT, xs, constraints=CONS, chunk_size=32)
+    ram = mj.fit_batch(loglik, INIT, xs, constraints=CONS, datasets_per_chunk=32)
     path = tmp_path / "xs.npy"
     np.save(path, xs)
     res = mj.fit_batch(loglik, INIT, np.load(path, mmap_mode="r"), constraints=CONS,
-                       chunk_size=32, out=tmp_path / "res")
+                       datasets_per_chunk=32, out=tmp_path / "res")
     assert same(res, ram)  # bit for bit the stream held in memory
     assert isinstance(res.params["mu"], np.memmap) and not res.params["mu"].flags.writeable
     files = set(os.listdir(tmp_path / "res"))
@@ -62,7 +62,7 @@ def test_out_writes_the_results_to_npy_files(xs, tmp_path):
 
 
 def test_out_grows_with_a_generator_and_marks_what_was_not_run(xs, tmp_path, monkeypatch):
-    ref = mj.fit_batch(loglik, INIT, xs, constraints=CONS, chunk_size=30)
+    ref = mj.fit_batch(loglik, INIT, xs, constraints=CONS, datasets_per_chunk=30)
 
     def interrupted():
         for i in range(0, 90, 30):
@@ -87,7 +87,7 @@ def test_out_grows_with_a_generator_and_marks_what_was_not_run(xs, tmp_path, mon
 
     monkeypatch.setattr(batching, "array_chunks", first_only)
     with pytest.warns(UserWarning, match="interrupted"):
-        mj.fit_batch(loglik, INIT, xs, constraints=CONS, chunk_size=30, out=tmp_path / "b",
+        mj.fit_batch(loglik, INIT, xs, constraints=CONS, datasets_per_chunk=30, out=tmp_path / "b",
                      warn=False)
     reopened = batching.open_results(tmp_path / "b")
     status = np.asarray(reopened.status)
@@ -100,10 +100,10 @@ def test_out_grows_with_a_generator_and_marks_what_was_not_run(xs, tmp_path, mon
 def test_results_in_memory_warn_when_they_would_not_fit(xs, tmp_path, monkeypatch):
     monkeypatch.setattr(_host_memory, "available_memory", lambda: 10_000)
     with pytest.warns(UserWarning, match="pass out=DIR"):
-        mj.fit_batch(loglik, INIT, xs, constraints=CONS, chunk_size=32)
+        mj.fit_batch(loglik, INIT, xs, constraints=CONS, datasets_per_chunk=32)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # on disk: nothing to warn about
-        mj.fit_batch(loglik, INIT, xs, constraints=CONS, chunk_size=32, out=tmp_path)
+        mj.fit_batch(loglik, INIT, xs, constraints=CONS, datasets_per_chunk=32, out=tmp_path)
 
 
 def _rss_file_kb():
@@ -120,10 +120,10 @@ def test_reading_a_memmap_leaves_its_pages_released(tmp_path):
     k, n = 800, 4000  # a 25.6 MB file
     x = np.random.default_rng(1).normal(size=(k, n))
     np.save(tmp_path / "x.npy", x)
-    mj.fit_batch(loglik, INIT, x[:200], constraints=CONS, chunk_size=200)  # compile first
+    mj.fit_batch(loglik, INIT, x[:200], constraints=CONS, datasets_per_chunk=200)  # compile first
     mm = np.load(tmp_path / "x.npy", mmap_mode="r")
     before = _rss_file_kb()
-    res = mj.fit_batch(loglik, INIT, mm, constraints=CONS, chunk_size=200)
+    res = mj.fit_batch(loglik, INIT, mm, constraints=CONS, datasets_per_chunk=200)
     grown_kb = _rss_file_kb() - before
     assert np.asarray(res.converged).all()
     assert grown_kb < 0.25 * x.nbytes / 1024, f"{grown_kb} kB of the file still resident"

@@ -120,3 +120,16 @@ def test_renamed_keywords_warn_and_mean_the_same():
     with pytest.raises(ValueError, match="give only minibatch="):
         mj.fit(loglik, INIT, X, method="gradient", minibatch=8, batch_size=8,
                key=jax.random.key(0))
+    # fit_batch(chunk_size=) is now datasets_per_chunk= (datasets per streamed chunk; not
+    # obs_chunk=, rows of one dataset).
+    xs = jnp.stack([X, X[::-1] * 1.1, X + 0.3, X * 0.9, X - 0.2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = mj.fit_batch(loglik, INIT, xs, constraints=CONS, datasets_per_chunk=2)
+    with pytest.warns(DeprecationWarning,
+                      match="chunk_size= is renamed datasets_per_chunk=") as rec:
+        b = mj.fit_batch(loglik, INIT, xs, constraints=CONS, chunk_size=2)
+    assert [w.category for w in rec] == [DeprecationWarning]
+    _same(a, b)
+    with pytest.raises(ValueError, match="give only datasets_per_chunk="):
+        mj.fit_batch(loglik, INIT, xs, constraints=CONS, datasets_per_chunk=2, chunk_size=2)

@@ -125,9 +125,10 @@ def test_options_that_do_not_combine(data, kwargs, match):
 
 def test_batch_streaming_and_bootstrap_are_refused(res, data):
     batch = jax.tree_util.tree_map(lambda a: jnp.stack([a, a]), data)
-    with pytest.raises(ValueError, match="chunk_size is not available with random effects"):
+    with pytest.raises(ValueError,
+                       match="datasets_per_chunk is not available with random effects"):
         mj.fit_batch(joint, init(), batch, random=SPEC, constraints={"sd_u": mj.positive},
-                     chunk_size=1)
+                     datasets_per_chunk=1)
     with pytest.raises(ValueError, match="bootstrap of a fit with random effects"):
         mj.bootstrap(res, n=10, key=jax.random.key(0))
 
