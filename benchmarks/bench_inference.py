@@ -127,7 +127,7 @@ def main(argv=None):
     first, run, b = timed(boot, args.repeats)
 
     def boot_vmapped(i):
-        return mj.bootstrap(res, n=args.boot, key=jax.random.key(i), chunk_size=args.boot)
+        return mj.bootstrap(res, n=args.boot, key=jax.random.key(i), replicates_per_chunk=args.boot)
 
     first_v, run_v, _ = timed(boot_vmapped, args.repeats)
     se_mj = np.asarray(b.stderr["beta"])

@@ -133,3 +133,20 @@ def test_renamed_keywords_warn_and_mean_the_same():
     _same(a, b)
     with pytest.raises(ValueError, match="give only datasets_per_chunk="):
         mj.fit_batch(loglik, INIT, xs, constraints=CONS, datasets_per_chunk=2, chunk_size=2)
+
+
+def test_bootstrap_chunk_size_is_renamed_replicates_per_chunk():
+    # bootstrap(chunk_size=) (replicates per chunk) is now replicates_per_chunk=.
+    res = mj.fit(loglik, INIT, X, constraints=CONS)
+    key = jax.random.key(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = mj.bootstrap(res, n=6, key=key, replicates_per_chunk=3)
+    with pytest.warns(DeprecationWarning,
+                      match="chunk_size= is renamed replicates_per_chunk="):
+        b = mj.bootstrap(res, n=6, key=key, chunk_size=3)
+    for x, y in zip(jax.tree_util.tree_leaves(a.replicates),
+                    jax.tree_util.tree_leaves(b.replicates)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    with pytest.raises(ValueError, match="give only replicates_per_chunk="):
+        mj.bootstrap(res, n=6, key=key, replicates_per_chunk=3, chunk_size=3)

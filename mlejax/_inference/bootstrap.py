@@ -19,6 +19,7 @@ from mlejax._inference.common import (check_level, check_result, estimate_u, lea
 from mlejax._inference.intervals import ConfidenceIntervals, EndpointStatus
 from mlejax._inference.robust import group_ids
 from mlejax._programs import program_cache
+from mlejax._warnings import renamed
 from mlejax.result import FitResult
 from mlejax.status import HasStatus
 
@@ -195,7 +196,8 @@ def _boot_kernel(cfg_b, kind: str, sample_fn, nobs: int, n_units: int | None, ba
 def bootstrap(res: FitResult, data: Any = None, *, n: int = 1000, key: jax.Array,
               kind: str | None = None, sample_fn: Callable | None = None, groups: Any = None,
               nobs: int | None = None, method: str | None = None,
-              max_steps: int | None = None, chunk_size: int | None = None) -> BootstrapResult:
+              max_steps: int | None = None, replicates_per_chunk: int | None = None,
+              chunk_size: int | None = None) -> BootstrapResult:
     """Bootstrap the fit: ``n`` refits as one batched program, warm-started at the estimate.
 
     * ``kind="nonparametric"``: resample the observations with replacement (or whole clusters
@@ -219,10 +221,11 @@ def bootstrap(res: FitResult, data: Any = None, *, n: int = 1000, key: jax.Array
         resampled.
       nobs: the sample size passed to ``sample_fn`` (default ``res.nobs``).
       method, max_steps: solver and step limit of the refits (default the fit's).
-      chunk_size: run the replicates in chunks of this many, vmapped within a chunk, one chunk
-        after another (bounds memory). The default vmaps all ``n`` at once on an accelerator;
+      replicates_per_chunk: run the replicates in chunks of this many, vmapped within a
+        chunk, one chunk after another (bounds memory). The default vmaps all ``n`` at once on an accelerator;
         on a CPU it runs them one after another inside the compiled program, which is faster
         there (a vmapped while-loop steps every replicate until the slowest converges).
+        (``chunk_size=``, its old name, still works with a ``DeprecationWarning``.)
 
     Returns:
       :class:`BootstrapResult`: ``stderr``, ``cov``, ``confint(level, method)``,
@@ -248,8 +251,9 @@ def bootstrap(res: FitResult, data: Any = None, *, n: int = 1000, key: jax.Array
         raise ValueError(f"n (the number of bootstrap replicates) must be at least 2; got {n}.")
     if key is None or not isinstance(key, jax.Array):
         raise ValueError("bootstrap draws random samples: pass key=jax.random.key(0).")
-    if chunk_size is not None and int(chunk_size) < 1:
-        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}.")
+    per_chunk = renamed("chunk_size", chunk_size, "replicates_per_chunk", replicates_per_chunk)
+    if per_chunk is not None and int(per_chunk) < 1:
+        raise ValueError(f"replicates_per_chunk must be a positive integer; got {per_chunk}.")
     ctx = res.context
     cfg = ctx.config
     if cfg.random is not None:
@@ -328,10 +332,10 @@ def bootstrap(res: FitResult, data: Any = None, *, n: int = 1000, key: jax.Array
         cfg_b = refit_config(cfg, method=method, max_steps=max_steps)
         sample_fn_key, nobs_key = sample_fn, nobs
 
-    if chunk_size is None:
+    if per_chunk is None:
         chunk = 1 if jax.default_backend() == "cpu" else None
     else:
-        chunk = None if int(chunk_size) >= n else int(chunk_size)
+        chunk = None if int(per_chunk) >= n else int(per_chunk)
     kernel = _boot_kernel(cfg_b, kind, sample_fn_key, nobs_key, n_units, batched, chunk)
     params, ll, status = kernel(keys, estimate_u(res), res.params, data, weights, gid, n_live)
     return BootstrapResult(res.params, params, ll, status, kind, res.param_names, cfg.problem)
