@@ -141,3 +141,16 @@ def test_categorical_response_labels(frame):
                                coded.fit_result.flat_params(), rtol=1e-12)
     probs = labelled.predict(df.iloc[:4])
     np.testing.assert_allclose(np.sum(probs, axis=1), 1.0, rtol=1e-12)
+    # With the intercept in the formula, the ordered model drops its column after the
+    # categorical terms are coded (reduced rank), as statsmodels' OrderedModel.from_formula.
+    from statsmodels.miscmodels.ordinal_model import OrderedModel
+    df = df.assign(h=np.where(np.arange(len(df)) % 3 == 0, "p", "q"))
+    formula = "o ~ x1 + C(h)"
+    res = mj.models.OrderedLogit.from_formula(formula, df).fit()
+    ref = OrderedModel.from_formula(formula, df, distr="logit").fit(method="bfgs", disp=0,
+                                                                     gtol=1e-10)
+    assert res.param_names[:2] == ("x1", "C(h)[T.q]")
+    np.testing.assert_allclose(res.fit_result.flat_params()[:2],
+                               ref.params[["x1", "C(h)[T.q]"]], rtol=1e-6)
+    np.testing.assert_allclose(res.loglik, ref.llf, rtol=1e-10)
+    assert res.predict(df.iloc[:3]).shape == (3, 3)

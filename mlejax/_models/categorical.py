@@ -434,6 +434,7 @@ class _Ordered(_Categorical):
     """Shared by OrderedLogit and OrderedProbit: no intercept, cut-points ``cuts``."""
 
     intercept = False      # the cut-points absorb it; no const column is added
+    absorbs_intercept = True   # from_formula drops the formula's Intercept column
     link = ""
 
     def constraints(self):

@@ -84,6 +84,7 @@ class FormulaModel:
     names: tuple[str, ...]
     spec: Any = dataclasses.field(repr=False)
     frame: Any = dataclasses.field(repr=False)
+    drop_intercept: bool = False
 
     def _columns(self, kw: dict, rows: Any = None) -> dict:
         """Per-row arguments given as column names (``weights="w"``) become their values."""
@@ -135,10 +136,14 @@ class FormulaModel:
 
     def design(self, frame: Any) -> np.ndarray:
         """The design matrix of new rows, with this formula's encoding."""
-        return design_from_spec(self.spec, frame)
+        X = design_from_spec(self.spec, frame)
+        if self.drop_intercept:
+            X = np.delete(X, list(self.spec.column_names).index(_INTERCEPT), axis=1)
+        return X
 
 
 _PER_ROW = ("weights", "var_weights", "offset", "exposure")
+_INTERCEPT = "Intercept"
 
 
 def design_from_spec(spec: Any, frame: Any) -> np.ndarray:
@@ -183,10 +188,18 @@ def from_formula(model: Any, formula: str, data: Any, *, missing: str = "raise",
     else:
         y = np.asarray(lhs, np.float64)[:, 0]
     names = tuple(str(c) for c in rhs.columns)
+    X = np.asarray(rhs, np.float64)
+    # The ordered models' cut-points take the intercept's place: its column is built (so that
+    # categorical terms keep their reduced-rank coding) and then dropped, as statsmodels'
+    # OrderedModel.from_formula does.
+    drop = getattr(model, "absorbs_intercept", False) and _INTERCEPT in names
+    if drop:
+        j = names.index(_INTERCEPT)
+        X, names = np.delete(X, j, axis=1), names[:j] + names[j + 1:]
     if not names:
-        raise ValueError(f"formula {formula!r} has no terms and no intercept: nothing to fit.")
-    return FormulaModel(model, formula, np.asarray(rhs, np.float64), y, names,
-                        rhs.model_spec, used)
+        raise ValueError(f"formula {formula!r} has no terms"
+                         f"{'' if drop else ' and no intercept'}: nothing to fit.")
+    return FormulaModel(model, formula, X, y, names, rhs.model_spec, used, drop)
 
 
 def _labelled(model: Any, column: Any) -> tuple[Any, np.ndarray]:
