@@ -434,7 +434,7 @@ def _run_regress(args: argparse.Namespace) -> int:
         fm = cls.from_formula(args.formula, frame, missing="drop" if args.dropna else "raise",
                               context={"np": np}, **_model_options(args))
         inputs = {"trials": args.trials} if args.trials is not None else {}
-        res = fm.fit(warn=False, **inputs)
+        res = fm.fit(warn=False, cov_type=args.cov_type, **inputs)
     except (ValueError, TypeError) as err:
         raise CLIError(str(err)) from None
     if args.json:
@@ -473,6 +473,9 @@ def _add_regress(sub) -> None:
                    help="Tweedie's variance power (1 < P < 2); needed with --family tweedie")
     p.add_argument("--trials", metavar="COLUMN", default=None,
                    help="binomial: the column of trials (the response counts successes)")
+    p.add_argument("--cov-type", choices=("observed", "expected"), default="observed",
+                   help="standard errors from the observed information (default) or the "
+                   "expected (Fisher) information, as R's glm and glm.nb report them")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--dropna", action="store_true",
                    help="drop rows with missing values (by default they are an error)")

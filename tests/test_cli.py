@@ -142,6 +142,11 @@ def test_regress_binomial_trials_link_and_model_options(csv_path, capsys):
     observed = np.sqrt(np.diag(np.linalg.inv(-glm.hessian(ref.params, observed=True))))
     np.testing.assert_allclose([out["stderr"]["Intercept"], out["stderr"]["x1"]], observed,
                                rtol=1e-6)
+    assert main(["regress", str(path), "--formula", "s ~ x1", "--family", "binomial",
+                 "--trials", "t", "--link", "cloglog", "--cov-type", "expected", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)            # statsmodels' bse: the expected one
+    np.testing.assert_allclose([out["stderr"]["Intercept"], out["stderr"]["x1"]], ref.bse,
+                               rtol=1e-6)
     assert main(["regress", str(path), "--formula", "lab ~ x1", "--family",
                  "multinomial_logit", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
