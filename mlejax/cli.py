@@ -388,7 +388,8 @@ _FAMILIES = {"logistic": "Logistic", "linear": "Linear", "poisson": "Poisson",
              "truncated_negative_binomial": "TruncatedNegativeBinomial",
              "zero_inflated_poisson": "ZeroInflatedPoisson",
              "zero_inflated_negative_binomial": "ZeroInflatedNegativeBinomial",
-             "hurdle_poisson": "HurdlePoisson", "hurdle_negative_binomial": "HurdleNegativeBinomial",
+             "hurdle_poisson": "HurdlePoisson",
+             "hurdle_negative_binomial": "HurdleNegativeBinomial",
              "multinomial_logit": "MultinomialLogit", "ordered_logit": "OrderedLogit",
              "ordered_probit": "OrderedProbit"}
 

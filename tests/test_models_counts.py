@@ -397,7 +397,8 @@ def _count_data(k, n, seed):
 _BATCH_CASES = [(NegativeBinomial1, {}, "y"), (GeneralizedPoisson, {}, "y"),
                 (TruncatedPoisson, {}, "positive"), (TruncatedNegativeBinomial, {}, "positive"),
                 (ZeroInflatedPoisson, {}, "zeros"), (ZeroInflatedNegativeBinomial, {}, "zeros"),
-                (HurdlePoisson, {}, "zeros"), (HurdleNegativeBinomial, {"zero_dist": "logit"}, "zeros")]
+                (HurdlePoisson, {}, "zeros"),
+                (HurdleNegativeBinomial, {"zero_dist": "logit"}, "zeros")]
 
 
 @pytest.mark.parametrize("cls, options, which", _BATCH_CASES,

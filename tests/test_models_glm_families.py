@@ -270,8 +270,9 @@ def test_tweedie_logpdf_matches_poisson_gamma_mixture(p):
     g = jax.vmap(jax.grad(lambda ph, yy, m: tweedie_logpdf(yy, m, ph, p)))(
         jnp.asarray(phi), jnp.asarray(y), jnp.asarray(mu))
     h = 1e-6 * phi
-    fd = (np.array([_tweedie_mixture_logpdf(a, m, f + e, p) for a, m, f, e in zip(y, mu, phi, h)])
-          - np.array([_tweedie_mixture_logpdf(a, m, f - e, p) for a, m, f, e in zip(y, mu, phi, h)])
+    rows = list(zip(y, mu, phi, h))
+    fd = (np.array([_tweedie_mixture_logpdf(a, m, f + e, p) for a, m, f, e in rows])
+          - np.array([_tweedie_mixture_logpdf(a, m, f - e, p) for a, m, f, e in rows])
           ) / (2 * h)
     np.testing.assert_allclose(np.asarray(g), fd, rtol=1e-5, atol=1e-5 * np.max(np.abs(fd)))
 

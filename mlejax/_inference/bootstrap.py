@@ -222,9 +222,10 @@ def bootstrap(res: FitResult, data: Any = None, *, n: int = 1000, key: jax.Array
       nobs: the sample size passed to ``sample_fn`` (default ``res.nobs``).
       method, max_steps: solver and step limit of the refits (default the fit's).
       replicates_per_chunk: run the replicates in chunks of this many, vmapped within a
-        chunk, one chunk after another (bounds memory). The default vmaps all ``n`` at once on an accelerator;
-        on a CPU it runs them one after another inside the compiled program, which is faster
-        there (a vmapped while-loop steps every replicate until the slowest converges).
+        chunk, one chunk after another (bounds memory). The default vmaps all ``n`` at once
+        on an accelerator; on a CPU it runs them one after another inside the compiled
+        program, which is faster there (a vmapped while-loop steps every replicate until the
+        slowest converges).
         (``chunk_size=``, its old name, still works with a ``DeprecationWarning``.)
 
     Returns:

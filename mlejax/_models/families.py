@@ -300,7 +300,8 @@ def check_binomial_counts(y, trials, inside, batched: bool, name: str) -> np.nda
     bad = inside & ~((trials >= 1) & (np.floor(trials) == trials))
     if np.any(bad):
         raise ValueError(f"trials must be positive integers; got values such as "
-                         f"{np.unique(trials[bad])[:5].tolist()}{in_datasets(bad.any(1), batched)} "
+                         f"{np.unique(trials[bad])[:5].tolist()}"
+                         f"{in_datasets(bad.any(1), batched)} "
                          "(give a row weight 0 to leave it out).")
     bad = inside & ~((y >= 0) & (np.floor(y) == y))
     if np.any(bad):
