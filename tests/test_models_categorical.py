@@ -123,6 +123,9 @@ def test_mnlogit_names_summary_and_labels(anes, mnl_fit):
     assert text.startswith("Multinomial logit (7 categories, baseline y=0)")
     for k in range(1, 7):         # every non-baseline category's coefficients are listed
         assert all(f"{c}:y={k}" in text for c in X.columns)
+        assert f"y={k} against y=0:" in text          # in its own block, as statsmodels
+    block = text.split("y=2 against y=0:")[1].split("y=3 against y=0:")[0]
+    assert all(f"{c}:y=2" in block for c in X.columns) and ":y=3" not in block
     # Labels: strings and integers that are not 0..J-1 fit the same model, named by them.
     words = np.array(["c0", "c1", "c2", "c3", "c4", "c5", "c6"])[y.astype(int)]
     res_s = MultinomialLogit().fit(X, words)

@@ -216,7 +216,7 @@ class RegressionResult(HasStatus):
                 text = text.replace("standard errors: observed information",
                                     "standard errors: expected information", 1)
         head = f"{self.model.describe()}\n"
-        return head + text + self.model.summary_extra(self)
+        return head + self.model.arrange_table(self, text) + self.model.summary_extra(self)
 
     def __repr__(self) -> str:
         return f"RegressionResult({self.model.describe()}, {self.fit_result!r})"
@@ -354,6 +354,12 @@ class Model:
     def summary_extra(self, res: RegressionResult) -> str:
         del res
         return ""
+
+    def arrange_table(self, res: RegressionResult, text: str) -> str:
+        """The summary's text with its coefficient rows arranged for this model (as they are
+        by default; the multinomial logit makes one block per category)."""
+        del res
+        return text
 
     # --- shared machinery -------------------------------------------------------------------
     @classmethod

@@ -426,6 +426,26 @@ class MultinomialLogit(_Categorical):
     def summary_extra(self, res):
         return super().summary_extra(res) + f" (baseline {self._label(0)})"
 
+    def arrange_table(self, res, text):
+        """One block of rows per non-baseline category under its own header, as statsmodels
+        and Stata print them (the parameters themselves stay in ``beta``'s order)."""
+        lines = text.split("\n")
+        at = {}
+        for name in res.param_names:
+            hits = [i for i, line in enumerate(lines) if line.startswith(name + " ")]
+            if len(hits) != 1:
+                return text          # not a table with one row per parameter: as it is
+            at[name] = hits[0]
+        first, last = min(at.values()), max(at.values())
+        if last - first + 1 != len(at):
+            return text
+        blocks = []
+        for k in range(1, self.J):
+            tag = f":y={self._label(k)}"
+            blocks.append(f"y={self._label(k)} against y={self._label(0)}:")
+            blocks += [lines[at[n]] for n in res.param_names if n.endswith(tag)]
+        return "\n".join(lines[:first] + blocks + lines[last + 1:])
+
 
 # ------------------------------------------------------------------------ ordered models
 
