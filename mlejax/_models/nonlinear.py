@@ -280,6 +280,11 @@ class Nonlinear:
         shared = not all(np.ndim(a) >= 2 and a.shape[0] == k for a in leaves)
         return _predict(self.f, True, shared)(b, x)
 
+    def arrange_table(self, res: RegressionResult, text: str) -> str:
+        """The summary's coefficient rows stay in the parameters' order."""
+        del res
+        return text
+
     def summary_extra(self, res: RegressionResult) -> str:
         if res.is_batch:
             return ""
