@@ -26,7 +26,7 @@ from mlejax.constraints import (
     unit_interval,
 )
 from mlejax import batching, distributed
-from mlejax.batching import Ragged, ragged
+from mlejax.batching import Ragged, Stream, ragged
 from mlejax._fit import fit, fit_batch
 from mlejax.methods import BFGS, LBFGS, Gradient, Method, Newton
 from mlejax._warnings import FitWarning
@@ -114,6 +114,7 @@ __all__ = [
     "Real",
     "Simplex",
     "Status",
+    "Stream",
     "batching",
     "constraint",
     "distributed",

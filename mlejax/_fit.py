@@ -221,8 +221,8 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
               first_index: int = 0, penalty: Any = None, anneal: Any = None,
               canonical: Callable | None = None, obs_chunk: int | None = None,
               random: Any = None, fixed: Any = None, warn: bool = True,
-              out: str | None = None, batch_size: int | None = None,
-              chunk_size: int | None = None) -> FitResult:
+              out: str | None = None, stream: batching.Stream | None = None,
+              batch_size: int | None = None, chunk_size: int | None = None) -> FitResult:
     """Fits K independent datasets in one compiled program.
 
     Every leaf of ``data`` (and ``weights``) has a leading axis K; each dataset is fitted as
@@ -257,7 +257,10 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
     shards one fit's rows); ``progress`` shows a bar per chunk;
     ``checkpoint=DIR`` saves each finished chunk and resumes from them (only for the same
     problem: a checkpoint written with other data, init, weights, log-likelihood or settings
-    is refused with a ``ValueError`` naming what differs). Results then hold
+    is refused with a ``ValueError`` naming what differs). These options, with ``out`` and
+    ``first_index``, can be given together as one ``stream=mj.Stream(...)``
+    (:class:`mlejax.batching.Stream`; then not also as keywords), which always streams.
+    Results then hold
     NumPy arrays, assembled on the host. Dataset j draws its random numbers (restarts,
     minibatches) from ``fold_in(key, first_index + j)``, whatever the chunking, so a share of
     a larger batch (``first_index`` its first row) reproduces the whole batch's draws.
@@ -285,10 +288,21 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
     minibatch = renamed("batch_size", batch_size, "minibatch", minibatch)
     datasets_per_chunk = renamed("chunk_size", chunk_size, "datasets_per_chunk",
                                  datasets_per_chunk)
+    if stream is not None:
+        if not isinstance(stream, batching.Stream):
+            raise ValueError(f"stream= takes an mj.Stream(...) of streaming options; got "
+                             f"{type(stream).__name__}.")
+        opts = stream.options(datasets_per_chunk=datasets_per_chunk, devices=devices,
+                              progress=progress, checkpoint=checkpoint, out=out,
+                              first_index=first_index)
+        datasets_per_chunk, devices, progress = (opts["datasets_per_chunk"], opts["devices"],
+                                                 opts["progress"])
+        checkpoint, out, first_index = opts["checkpoint"], opts["out"], opts["first_index"]
     init, constraints = hold(init, constraints, fixed, init_batched=init_batched)
     marginal = None
     if random is not None:
-        streamed = {"datasets_per_chunk": datasets_per_chunk, "repack": repack,
+        streamed = {"stream": stream,
+                    "datasets_per_chunk": datasets_per_chunk, "repack": repack,
                     "devices": devices, "checkpoint": checkpoint, "out": out,
                     "progress": progress or None}
         if isinstance(data, (batching.Ragged, collections.abc.Iterator)):
@@ -308,7 +322,8 @@ def fit_batch(loglik_fn: Callable, init: Any, data: Any, *, init_batched: bool =
     if (repack is not None and not isinstance(data, (batching.Ragged, collections.abc.Iterator))
             and batch_block(None, data, weights, restarts=restarts) is not None):
         repack = None   # on CPU in blocks, each stopping with its own fits: nothing to re-pack
-    streaming = (datasets_per_chunk is not None or repack is not None or devices is not None
+    streaming = (stream is not None or datasets_per_chunk is not None or repack is not None
+                 or devices is not None
                  or progress or checkpoint is not None or out is not None
                  or isinstance(data, (batching.Ragged, collections.abc.Iterator)))
     if streaming:

@@ -64,11 +64,87 @@ from mlejax._results_io import open_results
 from mlejax._stream import Streamer
 from mlejax.result import FitContext, FitResult
 
-__all__ = ["Ragged", "open_results", "ragged"]
+__all__ = ["Ragged", "STREAM_OPTIONS", "Stream", "open_results", "ragged"]
 
 # fit's restarts re-pack through mlejax._repack.fit_repacked; named here too for callers of
 # the old path (mlejax._fit calls batching.fit_repacked).
 fit_repacked = fit_repacked
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Stream:
+    """How :func:`mlejax.fit_batch` streams a large batch, as one value.
+
+    ``fit_batch(..., stream=mj.Stream(datasets_per_chunk=10_000, checkpoint="ck"))`` is the
+    same fit as ``fit_batch(..., datasets_per_chunk=10_000, checkpoint="ck")``: the six
+    streaming keywords of ``fit_batch`` grouped, as a solver object groups a method's
+    settings, so a call that streams reads as one option and the rest of the call is the
+    fit itself. Giving ``stream=`` always streams (``mj.Stream()`` picks the chunk size
+    itself); a streaming keyword given beside it is an error (one place for each setting).
+
+    Attributes:
+      datasets_per_chunk: datasets per compiled chunk (``None``: chosen from the memory
+        available; not ``obs_chunk``, which is rows of one dataset).
+      devices: devices to shard each chunk's batch of fits over (``None``: the default
+        device).
+      progress: show a tqdm bar that advances once per chunk.
+      checkpoint: a directory where each finished chunk is saved, and from which a rerun of
+        the same problem resumes (another problem's checkpoint is refused).
+      out: a directory for the results, one ``.npy`` file per result array, written as each
+        chunk finishes; the result holds read-only memmaps of them (host memory flat in K).
+      first_index: the row of the first dataset in a larger batch (dataset j draws its
+        random numbers from ``fold_in(key, first_index + j)``).
+
+    Example:
+      >>> loglik = lambda p, x: jax.scipy.stats.norm.logpdf(x, p["mu"], p["sigma"])
+      >>> xs = jax.random.normal(jax.random.key(0), (10, 20))
+      >>> init, cons = {"mu": 0.0, "sigma": 1.0}, {"sigma": mj.positive}
+      >>> a = mj.fit_batch(loglik, init, xs, constraints=cons,
+      ...                  stream=mj.Stream(datasets_per_chunk=4))
+      >>> b = mj.fit_batch(loglik, init, xs, constraints=cons, datasets_per_chunk=4)
+      >>> bool(np.array_equal(a.params["mu"], b.params["mu"]))
+      True
+    """
+
+    datasets_per_chunk: int | None = None
+    devices: object = None
+    progress: bool = False
+    checkpoint: str | None = None
+    out: str | None = None
+    first_index: int = 0
+
+    def __post_init__(self):
+        if self.datasets_per_chunk is not None and (
+                isinstance(self.datasets_per_chunk, bool)
+                or int(self.datasets_per_chunk) != self.datasets_per_chunk
+                or self.datasets_per_chunk < 1):
+            raise ValueError(f"Stream: datasets_per_chunk must be a positive integer; got "
+                             f"{self.datasets_per_chunk!r}.")
+        if (isinstance(self.first_index, bool) or int(self.first_index) != self.first_index
+                or self.first_index < 0):
+            raise ValueError(f"Stream: first_index must be a non-negative integer; got "
+                             f"{self.first_index!r}.")
+        if not isinstance(self.progress, bool):
+            raise ValueError(f"Stream: progress must be True or False; got "
+                             f"{self.progress!r}.")
+
+    def options(self, **given) -> dict:
+        """The streaming options of a fit given ``stream=self`` and the keywords ``given``
+        (their values in the call, defaults included): this object's fields, after checking
+        that no keyword was set beside it."""
+        defaults = {f.name: f.default for f in dataclasses.fields(Stream)}
+        clash = {k: v for k, v in given.items() if v is not defaults[k] and v != defaults[k]}
+        if clash:
+            raise ValueError(
+                f"stream={self!r} was given, and "
+                + ", ".join(f"{k}={v!r}" for k, v in clash.items())
+                + " beside it: set " + ", ".join(clash) + " on the object (mj.Stream("
+                + ", ".join(f"{k}=..." for k in clash) + ")), not as a keyword of fit_batch.")
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(Stream)}
+
+
+#: The keywords of :func:`mlejax.fit_batch` that a :class:`Stream` groups.
+STREAM_OPTIONS = tuple(f.name for f in dataclasses.fields(Stream))
 
 
 @dataclasses.dataclass(frozen=True)

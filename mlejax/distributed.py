@@ -83,10 +83,15 @@ def fit_batch_distributed(loglik_fn: Callable, init: Any, data: Any, *, weights:
     size = -(-k // p)
     if key is None:
         key = jax.random.key(0)
+    stream = options.pop("stream", None)
+    if stream is not None:   # the share's first row goes on the object, not beside it
+        where = {"stream": dataclasses.replace(stream, first_index=stream.first_index + lo)}
+    else:
+        where = {"first_index": lo}
     part = fit_batch(loglik_fn, _rows(init, lo, hi, size) if init_batched else init,
                      _rows(data, lo, hi, size), weights=None if weights is None else
                      _rows(weights, lo, hi, size), init_batched=init_batched,
-                     key=key, first_index=lo, **options)
+                     key=key, **where, **options)
     context = part.context
     leaves, treedef = jax.tree_util.tree_flatten(dataclasses.replace(part, context=None))
     if p > 1:

@@ -150,3 +150,30 @@ def test_bootstrap_chunk_size_is_renamed_replicates_per_chunk():
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     with pytest.raises(ValueError, match="give only replicates_per_chunk="):
         mj.bootstrap(res, n=6, key=key, replicates_per_chunk=3, chunk_size=3)
+
+
+def test_stream_object_equals_the_streaming_keywords(tmp_path):
+    # fit_batch's streaming options grouped as one object: the same fit bit for bit as the
+    # keywords, conflicting keywords beside it raise, and stream= alone always streams.
+    xs = jnp.stack([X, X[::-1] * 1.1, X + 0.3, X * 0.9, X - 0.2])
+    a = mj.fit_batch(loglik, INIT, xs, constraints=CONS, datasets_per_chunk=2,
+                     first_index=3, checkpoint=str(tmp_path / "a"))
+    b = mj.fit_batch(loglik, INIT, xs, constraints=CONS,
+                     stream=mj.Stream(datasets_per_chunk=2, first_index=3,
+                                      checkpoint=str(tmp_path / "b")))
+    _same(a, b)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == sorted(
+        p.name for p in (tmp_path / "a").iterdir())
+    # mj.Stream() streams (results assembled on the host as NumPy arrays), same estimates.
+    c = mj.fit_batch(loglik, INIT, xs, constraints=CONS, stream=mj.Stream())
+    d = mj.fit_batch(loglik, INIT, xs, constraints=CONS)
+    assert isinstance(c.params["mu"], np.ndarray) and not isinstance(d.params["mu"], np.ndarray)
+    np.testing.assert_allclose(c.params["mu"], d.params["mu"], rtol=1e-12)
+    with pytest.raises(ValueError, match=r"set datasets_per_chunk, out on the object"):
+        mj.fit_batch(loglik, INIT, xs, constraints=CONS, datasets_per_chunk=2,
+                     out=str(tmp_path / "o"), stream=mj.Stream(progress=False))
+    with pytest.raises(ValueError, match="stream= takes an mj.Stream"):
+        mj.fit_batch(loglik, INIT, xs, constraints=CONS, stream={"datasets_per_chunk": 2})
+    for bad in (dict(datasets_per_chunk=0), dict(first_index=-1), dict(progress="yes")):
+        with pytest.raises(ValueError, match="Stream: "):
+            mj.Stream(**bad)
