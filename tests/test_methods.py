@@ -177,3 +177,14 @@ def test_stream_object_equals_the_streaming_keywords(tmp_path):
     for bad in (dict(datasets_per_chunk=0), dict(first_index=-1), dict(progress="yes")):
         with pytest.raises(ValueError, match="Stream: "):
             mj.Stream(**bad)
+
+
+def test_distributed_fit_takes_a_stream_object():
+    # fit_batch_distributed numbers its share's rows on the Stream object (first_index), not
+    # as a keyword beside it: in one process it is fit_batch with the same stream.
+    xs = jnp.stack([X, X + 0.3, X * 0.9])
+    stream = mj.Stream(datasets_per_chunk=2)
+    a = mj.distributed.fit_batch_distributed(loglik, INIT, xs, constraints=CONS, stream=stream)
+    b = mj.fit_batch(loglik, INIT, xs, constraints=CONS, stream=stream)
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
