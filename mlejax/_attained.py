@@ -40,7 +40,7 @@ __all__ = ["not_attained"]
 
 
 def not_attained(fn: Callable[[jax.Array], jax.Array], u: jax.Array, hess: jax.Array,
-                 g: jax.Array, batched_fn: bool = True) -> jax.Array:
+                 g: jax.Array, batched_fn: bool = True, sequential: bool = False) -> jax.Array:
     """True where ``fn`` (maximised) still rises towards infinity from ``u``.
 
     Args:
@@ -50,6 +50,9 @@ def not_attained(fn: Callable[[jax.Array], jax.Array], u: jax.Array, hess: jax.A
       g: the gradient of ``fn`` at ``u``.
       batched_fn: evaluate the probe points with one ``vmap`` of ``fn`` (False: one call each,
         for objectives that must not be vmapped).
+      sequential: evaluate them one after another in a ``lax.map`` (one traced copy of
+        ``fn``), for objectives whose cost per point varies, each of which then stops on its
+        own (a dense random-effects marginal: its inner Newton far from its warm start).
 
     Returns:
       A boolean scalar.
@@ -70,7 +73,9 @@ def not_attained(fn: Callable[[jax.Array], jax.Array], u: jax.Array, hess: jax.A
     steps = jnp.stack([t1, 2.0 * t1, -t1, -2.0 * t1]).astype(u.dtype)
     pts = u + steps[None, :, None] * dirs[:, None, :]            # (direction, step, p)
     pts = jnp.concatenate([u[None], pts.reshape(-1, p)])
-    if batched_fn:
+    if sequential:
+        vals = jax.lax.map(fn, pts)
+    elif batched_fn:
         vals = jax.vmap(fn)(pts)
     else:
         vals = jnp.stack([fn(x) for x in pts])

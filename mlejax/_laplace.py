@@ -40,11 +40,13 @@ import math
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["Layout", "Laplace", "WarmStarted", "WarmState", "mode", "at_mode", "inner_newton",
-           "check_groups", "report"]
+           "inner_newton_blocks", "at_mode_factored", "half_logdet", "half_logdet_gradient",
+           "logdet_gradient", "logdet_hessian", "check_groups", "report"]
 
 # Cholesky tries with a growing Levenberg shift before a block is given up.
 _SHIFT_TRIES = 40
@@ -115,6 +117,13 @@ class Laplace:
     nodes: int = 1
     per_group: bool = False
     max_inner: int = 100
+
+    @property
+    def factored(self) -> bool:
+        """Blocks factored by LAPACK (a dense ``A``, or blocks wider than ``_UNROLL``): the
+        marginal is differentiated by formulas around one factorisation
+        (:func:`half_logdet`), and each evaluation costs ``O(m^3)`` per block."""
+        return self.layout.width > _UNROLL and self.nodes == 1
 
     # --- the joint and its curvature in u ------------------------------------------------
     def params(self, u: jax.Array, theta: dict) -> dict:
@@ -231,7 +240,14 @@ class InnerState(NamedTuple):
 
 
 def inner_newton(spec: Laplace, theta: dict, data, u0: jax.Array):
-    """The mode of the joint in ``u`` from ``u0``: ``(u_hat, converged, steps)``.
+    """The mode of the joint in ``u`` from ``u0``: ``(u_hat, converged, steps)``."""
+    u, converged, steps, _ = inner_newton_blocks(spec, theta, data, u0)
+    return u, converged, steps
+
+
+def inner_newton_blocks(spec: Laplace, theta: dict, data, u0: jax.Array):
+    """:func:`inner_newton`, with the blocks of ``A`` at the mode as a fourth output:
+    ``(u_hat, converged, steps, a)``.
 
     Newton steps ``(A + mu I)^-1 g`` (``mu`` a Levenberg shift only where ``A`` is not
     positive definite), backtracked until ``f`` rises by ``1e-4`` of the predicted slope.
@@ -278,7 +294,7 @@ def inner_newton(spec: Laplace, theta: dict, data, u0: jax.Array):
     f0, g0, a0 = spec.blocks(u0, theta, data)
     s0 = InnerState(u0, f0, g0, a0, jnp.int32(0), ~jnp.isfinite(f0), jnp.bool_(False))
     s = jax.lax.while_loop(lambda s: ~s.done, body, s0)
-    return s.u, s.converged & jnp.all(jnp.isfinite(s.u)), s.it
+    return s.u, s.converged & jnp.all(jnp.isfinite(s.u)), s.it, s.a
 
 
 def mode(spec: Laplace, theta: dict, data, u0: jax.Array):
@@ -330,6 +346,8 @@ def marginal(spec: Laplace, theta: dict, data, u0: jax.Array):
     """The Laplace (or adaptive Gauss-Hermite) marginal log-likelihood at ``theta`` and the
     mode; ``-inf`` where the inner Newton did not converge or ``A`` is not positive definite
     there (a trial point the outer solver then rejects)."""
+    if spec.factored:
+        return _marginal_factored(spec, theta, data, u0)
     u, ok = mode(spec, theta, data, u0)
     _, _, a = spec.blocks(u, theta, data)
     chol, pd = safe_cholesky(a)
@@ -340,6 +358,177 @@ def marginal(spec: Laplace, theta: dict, data, u0: jax.Array):
     else:
         value = _agq(spec, theta, data, u, logdiag[:, 0])
     good = (ok > 0) & jnp.all(pd)
+    return jnp.where(good, value, -jnp.inf), u
+
+
+# --- large blocks (a dense A): one factorisation, derivatives by formulas ------------------
+# Differentiating a q x q Cholesky factorisation (twice, for Newton's Hessian and the
+# observed information) costs several triangular solves with q right-hand sides, O(q^3)
+# each, and a dense A used to be factored again at every level of differentiation. For
+# blocks factored by LAPACK the marginal instead factors A once at the mode, forms its
+# inverse S once, and differentiates by formulas that need only products of A's derivatives
+# with vectors (Hessian-vector products of the joint: O(q (n + q)) for q columns, not q^3):
+#
+# * the mode: d u_hat = A^-1 (d2f/du dtheta) dtheta as a linear solve whose derivative goes
+#   through the product A v (``jax.lax.custom_linear_solve``), never through the factor;
+# * l = log det A(u_hat(theta), theta): with the direction x_k = (d u_hat / d theta_k, e_k)
+#   and Adot_k = DA[x_k],
+#       dl/dtheta_k = tr(S Adot_k),
+#       d2l/dtheta_k dtheta_l = -tr(S Adot_l S Adot_k) + D2 Phi[x_k, x_l],
+#   Phi(x) = tr(S A(x)) + z . grad_u f(x), z = S grad_u tr(S A) (the second derivative of the
+#   mode, d2 u_hat = S D2(grad_u f)[x_k, x_l], enters through z), S and z held fixed. The
+#   products Adot_l S are the derivatives along x_l of A(x) S, q Hessian-vector products
+#   with the columns of S (coloured across blocks, as in :meth:`Laplace.blocks`).
+
+
+def _flat_parts(spec: Laplace, theta: dict, data, u: jax.Array, inv: jax.Array):
+    """The pieces of the formulas above at ``(u, theta)`` with ``theta`` flat: ``(t, F, AS,
+    U)``: ``F(w, t) = grad_u f``, ``AS(w, t) = A(w, t) S`` (``(B, m, m)``) and the mode's
+    derivatives ``U`` (``(p, B, m)``, one per coordinate of ``t``)."""
+    t, unravel = jax.flatten_util.ravel_pytree(theta)
+
+    def grad_u(w, tv):
+        return jax.grad(spec.joint)(w, unravel(tv), data)
+
+    cols = jnp.moveaxis(inv, 2, 0)                       # cols[j] = S[:, :, j]: (m, B, m)
+
+    def a_times_inv(w, tv):
+        hv = jax.vmap(lambda v: jax.jvp(lambda x: grad_u(x, tv), (w,), (v,))[1])(cols)
+        return -jnp.moveaxis(hv, 0, 2)                   # [b, i, j] = (A_b S_b)[i, j]
+
+    eye = jnp.eye(t.shape[0], dtype=t.dtype)
+    r = jax.vmap(lambda e: jax.jvp(lambda tv: grad_u(u, tv), (t,), (e,))[1])(eye)
+    dirs = jnp.einsum("bij,kbj->kbi", inv, r)            # d u_hat / d t_k = S r_k
+    return t, grad_u, a_times_inv, dirs
+
+
+def _trace(m: jax.Array) -> jax.Array:
+    return jnp.sum(jnp.trace(m, axis1=-2, axis2=-1))
+
+
+def logdet_gradient(spec: Laplace, theta: dict, data, u: jax.Array, inv: jax.Array):
+    """The gradient of ``log det A`` at the mode ``u`` in flat ``theta``: ``tr(S Adot_k)``,
+    from one reverse pass through ``tr(A(x) S)``."""
+    t, _, a_times_inv, dirs = _flat_parts(spec, theta, data, u, inv)
+    g_u, g_t = jax.grad(lambda w, tv: _trace(a_times_inv(w, tv)), argnums=(0, 1))(u, t)
+    return jnp.einsum("kbi,bi->k", dirs, g_u) + g_t
+
+
+def logdet_hessian(spec: Laplace, theta: dict, data, u: jax.Array, inv: jax.Array):
+    """The gradient and the Hessian of ``log det A`` at the mode ``u`` in flat ``theta`` (the
+    formula above). One pass per coordinate of ``theta`` (``lax.map``: each is ``q``
+    Hessian-vector products wide) gives, along its direction ``x_k``, both ``Adot_k S`` and
+    the derivative of ``grad tr(A S)``."""
+    t, grad_u, a_times_inv, dirs = _flat_parts(spec, theta, data, u, inv)
+    p = t.shape[0]
+    eye = jnp.eye(p, dtype=t.dtype)
+
+    def psi(w, tv):
+        prod = a_times_inv(w, tv)
+        return _trace(prod), prod
+
+    grad_psi = jax.grad(psi, argnums=(0, 1), has_aux=True)
+
+    def along(k):
+        (g, _), (dg, q) = jax.jvp(grad_psi, (u, t), (dirs[k], eye[k]))
+        return g, jnp.einsum("lbi,bi->l", dirs, dg[0]) + dg[1], q
+
+    (g_u, _), d2psi, q = jax.lax.map(along, jnp.arange(p))       # d2psi[k, l], q: Adot_k S
+    g_u = g_u[0]
+    grad = jnp.einsum("kbii->k", q)
+    t1 = jnp.einsum("lbij,kbji->lk", q, q)
+    # The second derivative of the mode: z . D2(grad_u f)[x_k, x_l], z = S grad_u tr(A S).
+    z = jnp.einsum("bij,bj->bi", inv, g_u)
+
+    def z_grad(s):
+        return jnp.sum(z * grad_u(u + jnp.einsum("k,kbi->bi", s, dirs), t + s))
+
+    h = d2psi + jax.hessian(z_grad)(jnp.zeros(p, t.dtype)) - t1
+    return grad, 0.5 * (h + h.T)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def half_logdet(spec: Laplace, theta: dict, data, u_hat: jax.Array, chol: jax.Array,
+                inv: jax.Array) -> jax.Array:
+    """``(1/2) log det A`` at the mode ``u_hat(theta)`` (``chol`` and ``inv``: the Cholesky
+    factors and inverses of the blocks of ``A`` there), differentiable in ``theta`` to the
+    second order by the formulas above; ``data``, ``u_hat``, ``chol`` and ``inv`` carry no
+    derivative (they are the values at this ``theta``)."""
+    del spec, theta, data, u_hat, inv
+    return jnp.sum(jnp.log(jnp.diagonal(chol, axis1=1, axis2=2)))
+
+
+@half_logdet.defjvp
+def _half_logdet_jvp(spec: Laplace, primals, tangents):
+    theta, data, u_hat, chol, inv = primals
+    dt = jax.flatten_util.ravel_pytree(tangents[0])[0]
+    grad = half_logdet_gradient(spec, theta, data, u_hat, inv)
+    return half_logdet(spec, *primals), jnp.dot(grad, dt.astype(grad.dtype))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def half_logdet_gradient(spec: Laplace, theta: dict, data, u_hat: jax.Array,
+                         inv: jax.Array) -> jax.Array:
+    """The gradient of :func:`half_logdet` in flat ``theta``; its derivative the Hessian."""
+    return 0.5 * logdet_gradient(spec, theta, data, u_hat, inv)
+
+
+@half_logdet_gradient.defjvp
+def _half_logdet_gradient_jvp(spec: Laplace, primals, tangents):
+    theta, data, u_hat, inv = primals
+    dt = jax.flatten_util.ravel_pytree(tangents[0])[0]
+    grad, hess = logdet_hessian(spec, theta, data, u_hat, inv)
+    return 0.5 * grad, (0.5 * hess) @ dt.astype(hess.dtype)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def at_mode_factored(spec: Laplace, theta: dict, data, u_hat: jax.Array,
+                     chol: jax.Array) -> jax.Array:
+    """:func:`at_mode` given the Cholesky factors ``chol`` of the blocks of ``A`` at the mode:
+    the implicit derivative ``A^-1 r`` is a linear solve by them whose own derivative goes
+    through the products ``A v`` (Hessian-vector products), never through the factors."""
+    del theta, data, chol
+    return u_hat
+
+
+@at_mode_factored.defjvp
+def _at_mode_factored_jvp(spec: Laplace, primals, tangents):
+    theta, data, u_hat, chol = primals
+    dtheta = tangents[0]
+    u = at_mode_factored(spec, theta, data, u_hat, chol)   # differentiable again
+
+    def grad_u(v, th):
+        return jax.grad(spec.joint)(v, th, data)
+
+    _, r = jax.jvp(lambda th: grad_u(u, th), (theta,), (dtheta,))
+
+    def a_times(v):
+        return -jax.jvp(lambda w: grad_u(w, theta), (u,), (v,))[1]
+
+    du = jax.lax.custom_linear_solve(a_times, r, lambda _, b: cho_solve(chol, b),
+                                     symmetric=True)
+    return u, du
+
+
+def _marginal_factored(spec: Laplace, theta: dict, data, u0: jax.Array):
+    """:func:`marginal` for blocks factored by LAPACK (a dense ``A``): one factorisation and
+    one inverse at the mode, derivatives by the formulas above."""
+    fixed = jax.lax.stop_gradient(theta)
+    u_hat, converged, _, a = inner_newton_blocks(spec, fixed, data, u0)
+    u_hat = jax.lax.stop_gradient(u_hat)
+    a = jax.lax.stop_gradient(a)
+    m = a.shape[-1]
+    eye = jnp.eye(m, dtype=a.dtype)
+    chol = cholesky(a)
+    pd = jnp.all(jnp.isfinite(chol), axis=(1, 2))
+    chol = jnp.where(pd[:, None, None], chol, eye)
+    inv = jax.vmap(lambda c: jax.scipy.linalg.cho_solve((c, True), eye))(chol)
+    inv = 0.5 * (inv + jnp.swapaxes(inv, 1, 2))
+    u = at_mode_factored(spec, theta, data, u_hat, chol)
+    f = spec.joint(u, theta, data)
+    value = (f + 0.5 * spec.layout.size * math.log(2.0 * math.pi)
+             - half_logdet(spec, theta, data, u_hat, chol, inv))
+    good = converged & jnp.all(pd)
     return jnp.where(good, value, -jnp.inf), u
 
 

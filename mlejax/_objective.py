@@ -201,8 +201,12 @@ def to_result(cfg: Config, setup: Setup, out: LoopResult, data=None) -> FitResul
                        jnp.where(pd | ~converged, out.status,
                                  jnp.int32(Status.SINGULAR_HESSIAN)))
     if cfg.penalty is None:   # a stop on the way to a supremum at infinity (_attained.py)
+        # A dense random-effects marginal: the probe points one after another, each inner
+        # Newton (far from its warm start: tens of O(q^3) steps) stopping on its own, not
+        # all nine running as long as the slowest in one vmap.
         escaping = not_attained(fn, u_hat, hess, state.g,
-                                batched_fn=not isinstance(fn, ChunkedSum))
+                                batched_fn=not isinstance(fn, ChunkedSum),
+                                sequential=cfg.random is not None and cfg.random.factored)
         status = jnp.where(escaping & ((status == Status.CONVERGED)
                                        | (status == Status.SINGULAR_HESSIAN)),
                            jnp.int32(Status.NOT_ATTAINED), status)

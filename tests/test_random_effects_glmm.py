@@ -514,6 +514,43 @@ def test_dense_equals_grouped(fit_logit):
                                rtol=1e-7)
 
 
+def test_dense_equals_grouped_at_sixty_groups():
+    """A dense A of 60 x 60 (factored once, differentiated by formulas: _laplace's
+    half_logdet) against the grouped fit of the same model (blocks of 1): the Newton fits,
+    and jax.hessian of the two marginals (what BFGS's observed information is) at a theta
+    away from the optimum."""
+    rng = np.random.default_rng(60)
+    g = np.repeat(np.arange(60), 4)
+    x = rng.normal(size=240)
+    u = rng.normal(size=60)
+    y = (rng.uniform(size=240) < sp.expit(-0.5 + x + u[g])).astype(float)
+    data = (jnp.asarray(x), jnp.asarray(y), jnp.asarray(g), jnp.zeros(240), jnp.ones(60))
+    init = {"b0": 0.0, "b1": 0.0, "u": jnp.zeros(60), "sd": 1.0}
+    grouped = _converged(mj.fit(glmm_joint, init, data, random=GROUPED, constraints=POS))
+    dense = _converged(mj.fit(glmm_joint, init, data, random=["u"], constraints=POS))
+    np.testing.assert_allclose(_vec(dense.params, KEYS), _vec(grouped.params, KEYS),
+                               rtol=0, atol=1e-8)
+    assert abs(float(dense.loglik) - float(grouped.loglik)) < 1e-8
+    np.testing.assert_allclose(_vec(dense.stderr, KEYS), _vec(grouped.stderr, KEYS),
+                               rtol=0, atol=1e-8)
+    np.testing.assert_allclose(dense.random.mode["u"], grouped.random.mode["u"],
+                               rtol=0, atol=1e-8)
+    np.testing.assert_allclose(dense.random.stderr["u"], grouped.random.stderr["u"],
+                               rtol=0, atol=1e-8)
+    theta = jnp.array([0.4, -0.3, 0.5])      # b0, b1, log sd
+
+    def hessian(grouped_):
+        spec = _spec(glmm_joint, ["u"], [(60,)], grouped_)
+        u0 = jnp.zeros((60, 1) if grouped_ else (1, 60))
+        fn = lambda t: marginal(spec, {"b0": t[0], "b1": t[1], "sd": jnp.exp(t[2])},  # noqa: E731
+                                data, u0)[0]
+        return jax.jit(jax.hessian(fn))(theta)
+
+    h_dense, h_grouped = hessian(False), hessian(True)
+    np.testing.assert_allclose(h_dense, h_grouped, rtol=1e-10, atol=1e-10)
+    assert np.max(np.abs(h_dense)) > 1.0
+
+
 def test_bfgs_slope_estimate_is_newton_stationary(fit_slope):
     """The slope model was fitted by BFGS (and matched the SciPy maximiser to 1e-5 standard
     errors): one Newton step -H^-1 g from its estimate (mlejax's gradient, NumPy's
