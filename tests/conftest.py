@@ -23,6 +23,16 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                            + " --xla_cpu_use_fusion_emitters=false"
                            + " --xla_cpu_parallel_codegen_split_count=1").strip()
 
+# One BLAS/LAPACK thread per test process. XLA's CPU LAPACK calls (Cholesky, eigh) go through
+# SciPy's OpenBLAS, which starts a thread per core; with pytest-xdist's two workers on two
+# cores that is four busy threads on two cores, and a LAPACK call in a fit waits on the
+# others (a 250 x 250 Cholesky inside a fit measured 0.15 s against 0.0013 s single-threaded
+# on the loaded test machine). NIST + lme4 + count-model tests with -n 2: 79-87 s -> 74-75 s.
+# Set before NumPy or JAX loads OpenBLAS (pytest imports neither before this file); a
+# user's own setting is kept.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
