@@ -34,14 +34,19 @@ What is compared (every tolerance is also stated where it is asserted):
 
 Every compiled program costs ~6-9 s on the 2-core test machine (tracing and compiling the
 outer Newton, which differentiates the Laplace marginal to third order in the joint), so the
-default run (~28 s) keeps to four programs: lme10 (3 fixed, 2 correlated random effects;
-ML and REML, ``drf``), lme00 and lme01 (1 + 1; ML, one program: rows are padded to a common
-length with zero weight so that datasets of equal dimensions share their programs) and
-lme00 in float32. ``MLEJAX_FULL_LME=1`` adds all twelve datasets, ``drf`` and ``irf``, ML
-and REML, lme01 by REML and dense ML fits (``random=["u"]``) equal to the grouped ones (39
-tests, ~3.5 minutes; all pass).
+datasets are fitted by family of equal dimensions, one program each (ML: one ``fit_batch``;
+REML: single fits sharing a program): the
+rows padded to a common length with zero weight, the fixed effects padded to three columns of
+zeros whose coefficients carry a term of their own that leaves the likelihood unchanged (ML:
+``-beta^2 / 2``, 0 at their estimate 0, and a block of the information of its own; REML: a
+N(0, 1) density, which integrates to 1). Six programs (ML and REML; one random effect ``drf``;
+two, ``drf`` and ``irf``) cover all twelve datasets' 44 lme4 fits but lme01's; each test
+checks one family, naming the dataset that fails. lme01 (the boundary; ML, and REML),
+lme00 in float32 and the dense fits are single fits of the unpadded data.
+``MLEJAX_FULL_LME=1`` adds dense ML fits (``random=["u"]``) equal to the grouped ones.
 """
 
+import dataclasses
 import functools
 import os
 
@@ -62,7 +67,7 @@ import mlejax as mj  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(statsmodels.__file__), "regression", "tests", "results")
 FULL = bool(os.environ.get("MLEJAX_FULL_LME"))
-full_only = pytest.mark.skipif(not FULL, reason="set MLEJAX_FULL_LME=1 for every lme dataset")
+full_only = pytest.mark.skipif(not FULL, reason="set MLEJAX_FULL_LME=1 for the dense fits")
 
 # lme4's values carry 7 significant digits: 1e-5 relative leaves room for the last printed
 # digit's rounding (relative 5e-7 .. 5e-6 for a leading digit of 1 .. 9) and the optimisers'
@@ -72,17 +77,15 @@ N_ROWS = 272  # every dataset's rows padded to this (at most 269), with zero wei
 N_GROUPS = 100
 
 
-def _case(i, rf="drf"):
-    return pytest.param(i, rf, id=f"lme{i:02d}-{rf}")
+# The families of datasets with equal dimensions (lme01, the boundary, has tests of its own):
+# (number of random effects, rf) -> datasets.
+FAMILIES = {(1, "drf"): (0, 2, 3, 4, 5), (2, "drf"): (6, 7, 8, 9, 10, 11),
+            (2, "irf"): (6, 7, 8, 9, 10, 11)}
+PF = 3   # fixed effects padded to this many columns
 
 
-def _cases(ci):
-    """The (dataset, rf) pairs: ``ci`` by default, all of them with MLEJAX_FULL_LME=1."""
-    if not FULL:
-        return [_case(i, rf) for i, rf in ci]
-    # lme01 (a variance on the boundary) has tests of its own.
-    return [_case(i, rf) for i in range(12) for rf in ("drf", "irf")
-            if i != 1 and (rf == "drf" or hasattr(R, f"coef_ml_irf_{i}"))]
+def _family_params():
+    return [pytest.param(pr, rf, id=f"{rf}-{pr}re") for pr, rf in FAMILIES]
 
 
 # ------------------------------------------------------------------------------ data, model
@@ -126,6 +129,68 @@ def joint_irf(p, d):
 
 RANDOM = {"ml": mj.RandomEffects(["u"], grouped=True), "ml_dense": ["u"],
           "reml": ["u", "beta"]}
+
+
+def load_padded(i):
+    """:func:`load` with the fixed effects padded to ``PF`` zero columns, and their mask."""
+    x, z, y, g, w = load(i)
+    pf = x.shape[1]
+    x = np.concatenate([x, np.zeros((x.shape[0], PF - pf))], axis=1)
+    return x, z, y, g, w, (np.arange(PF) < pf).astype(np.float64)
+
+
+def _padding_term(beta, mask, reml):
+    """The padded coefficients' own term: ML ``-beta^2 / 2`` (0 at their estimate 0, which
+    leaves the maximised likelihood as it is); REML (they are integrated out) the N(0, 1)
+    density, whose integral is 1."""
+    pad = 1.0 - mask
+    if reml:
+        return jnp.sum(pad * jss.norm.logpdf(beta))
+    return -0.5 * jnp.sum(pad * beta ** 2)
+
+
+def _padded(joint, reml):
+    def padded_joint(p, d):
+        return joint(p, d[:5]) + _padding_term(p["beta"], d[5], reml)
+    return padded_joint
+
+
+PADDED = {(rf, meth): _padded(joint_drf if rf == "drf" else joint_irf, meth == "reml")
+          for rf in ("drf", "irf") for meth in ("ml", "reml")}
+
+
+@functools.lru_cache(maxsize=None)
+def family(meth, rf, pr):
+    """The fits of the family's datasets (padded; ML one ``fit_batch``, REML single fits of
+    one program): ``{i: result of lme{i}}``."""
+    ids = FAMILIES[(pr, rf)]
+    data = tuple(np.stack(cols) for cols in zip(*(load_padded(i) for i in ids)))
+    init = {"beta": jnp.zeros(PF), "sigma": jnp.asarray(1.0), "u": jnp.zeros((N_GROUPS, pr))}
+    if rf == "drf":
+        init["cov"] = jnp.eye(pr)
+        cons = {"sigma": mj.positive, "cov": mj.positive_definite}
+    else:
+        init["sd"] = jnp.ones(pr)
+        cons = {"sigma": mj.positive, "sd": mj.positive}
+    joint = PADDED[(rf, meth)]
+    if meth == "reml":
+        # REML's dense A (100 pr + 3 wide) as single fits, which share one compiled program
+        # (equal shapes): a fit_batch of these dense marginals does not finish (issue 22's
+        # note; ML's grouped batch does, in seconds).
+        return {i: mj.fit(joint, init, tuple(c[k] for c in data), random=RANDOM[meth],
+                          constraints=cons) for k, i in enumerate(ids)}
+    batch = mj.fit_batch(joint, init, data, random=RANDOM[meth], constraints=cons)
+    batch = dataclasses.replace(batch, context=None)
+    return {i: jax.tree_util.tree_map(lambda v, k=k: v[k], batch) for k, i in enumerate(ids)}
+
+
+def each_in_family(meth, pr, rf, check):
+    """``check(res, i)`` for every dataset of the family, the failing one named."""
+    for i, res in family(meth, rf, pr).items():
+        try:
+            check(res, i)
+        except AssertionError as err:
+            raise AssertionError(f"lme{i:02d} ({rf}, {meth}): {err}") from err
 
 
 @functools.lru_cache(maxsize=None)
@@ -177,11 +242,15 @@ def check_estimates(res, beta, meth, rf, i):
 
 # ------------------------------------------------------------------------------------ ML
 
-@pytest.mark.parametrize("i, rf", _cases([(10, "drf"), (0, "drf")]))
-def test_ml(i, rf):
-    res = fit(i, "ml", rf)
+@pytest.mark.parametrize("pr, rf", _family_params())
+def test_ml(pr, rf):
+    each_in_family("ml", pr, rf, lambda res, i: check_ml(res, i, rf))
+
+
+def check_ml(res, i, rf):
     assert int(res.status) == 0, res.message
-    check_estimates(res, res.params["beta"], "ml", rf, i)
+    pf = load(i)[0].shape[1]
+    check_estimates(res, res.params["beta"][:pf], "ml", rf, i)
 
     # lme4's vcov is (X' V^-1 X)^-1 (V the marginal covariance of y) at the estimate, the
     # inverse of the beta-block of the observed information alone (for fixed variance
@@ -190,7 +259,7 @@ def test_ml(i, rf):
     # the same in any coordinates of the other parameters. res.cov holds all pr^2 entries
     # of the symmetric cov (a singular matrix), so it is inverted over the free ones: beta,
     # sigma and the lower triangle of cov (or sd), a smooth chart of the parameters.
-    pf, pr = load(i)[0].shape[1], load(i)[1].shape[1]
+    pr = load(i)[1].shape[1]
     pos = {name: k for k, name in enumerate(res.param_names)}  # res.cov's order
     free = ([f"beta[{j}]" for j in range(pf)] + ["sigma"]
             + ([f"cov[{a},{b}]" for a, b in zip(*np.tril_indices(pr))] if rf == "drf"
@@ -214,7 +283,8 @@ def test_ml(i, rf):
 
 
 @full_only
-@pytest.mark.parametrize("i, rf", [_case(6), _case(8, "irf")])
+@pytest.mark.parametrize("i, rf", [pytest.param(6, "drf", id="lme06-drf"),
+                                   pytest.param(8, "irf", id="lme08-irf")])
 def test_ml_dense_equals_grouped(i, rf):
     """random=["u"] (a dense Hessian in all G * pr effects) finds the grouped fit."""
     dense, grouped = fit(i, "ml_dense", rf), fit(i, "ml", rf)
@@ -241,7 +311,6 @@ def test_ml_boundary_lme01():
     check_boundary(fit(1, "ml", "drf"), "ml")
 
 
-@full_only
 def test_reml_boundary_lme01():
     """As test_ml_boundary_lme01, by REML (lme4: cov_re 2.8e-14, ranef 2.4e-14)."""
     check_boundary(fit(1, "reml", "drf"), "reml")
@@ -261,8 +330,8 @@ def check_boundary(res, meth):
 
 # ---------------------------------------------------------------------------------- REML
 
-@pytest.mark.parametrize("i, rf", _cases([(10, "drf")]))
-def test_reml(i, rf):
+@pytest.mark.parametrize("pr, rf", _family_params())
+def test_reml(pr, rf):
     """REML: the fixed effects integrated out too, with a flat prior.
 
     The marginal is then ``L_R(theta) = int int p(y | u, beta) p(u) du dbeta``, which is
@@ -273,13 +342,17 @@ def test_reml(i, rf):
     ``logLik(md)`` with no constant (no 0.5 log det X'X, no p/2 log 2 pi) to 1e-5; the
     observed differences are ~1e-8 relative.
     """
-    res = fit(i, "reml", rf)
+    each_in_family("reml", pr, rf, lambda res, i: check_reml(res, i, rf))
+
+
+def check_reml(res, i, rf):
     assert int(res.status) == 0, res.message
-    check_estimates(res, res.random.mode["beta"], "reml", rf, i)
+    pf = load(i)[0].shape[1]
+    check_estimates(res, res.random.mode["beta"][:pf], "reml", rf, i)
     # lme4's vcov for REML, (X' V^-1 X)^-1 at the REML estimate, is the beta-block of A^-1
     # (A the negative Hessian of the joint in (u, beta): the posterior covariance of beta
     # under a flat prior); cond_stderr gives its diagonal.
-    close(np.asarray(res.random.cond_stderr["beta"]) ** 2,
+    close(np.asarray(res.random.cond_stderr["beta"][:pf]) ** 2,
           np.diag(ref("vcov", "reml", rf, i)), "vcov diagonal (1e-5 relative)", atol=1e-9)
     if rf == "drf":
         pr = load(i)[1].shape[1]
