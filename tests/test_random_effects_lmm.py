@@ -34,8 +34,7 @@ What is compared (every tolerance is also stated where it is asserted):
 
 Every compiled program costs ~6-9 s on the 2-core test machine (tracing and compiling the
 outer Newton, which differentiates the Laplace marginal to third order in the joint), so the
-datasets are fitted by family of equal dimensions, one program each (ML: one ``fit_batch``;
-REML: single fits sharing a program): the
+datasets are fitted as batches, one ``fit_batch`` program per family of equal dimensions: the
 rows padded to a common length with zero weight, the fixed effects padded to three columns of
 zeros whose coefficients carry a term of their own that leaves the likelihood unchanged (ML:
 ``-beta^2 / 2``, 0 at their estimate 0, and a block of the information of its own; REML: a
@@ -161,8 +160,7 @@ PADDED = {(rf, meth): _padded(joint_drf if rf == "drf" else joint_irf, meth == "
 
 @functools.lru_cache(maxsize=None)
 def family(meth, rf, pr):
-    """The fits of the family's datasets (padded; ML one ``fit_batch``, REML single fits of
-    one program): ``{i: result of lme{i}}``."""
+    """One ``fit_batch`` of the family's datasets (padded): ``{i: result of lme{i}}``."""
     ids = FAMILIES[(pr, rf)]
     data = tuple(np.stack(cols) for cols in zip(*(load_padded(i) for i in ids)))
     init = {"beta": jnp.zeros(PF), "sigma": jnp.asarray(1.0), "u": jnp.zeros((N_GROUPS, pr))}
@@ -172,14 +170,10 @@ def family(meth, rf, pr):
     else:
         init["sd"] = jnp.ones(pr)
         cons = {"sigma": mj.positive, "sd": mj.positive}
-    joint = PADDED[(rf, meth)]
-    if meth == "reml":
-        # REML's dense A (100 pr + 3 wide) as single fits, which share one compiled program
-        # (equal shapes): a fit_batch of these dense marginals does not finish (issue 22's
-        # note; ML's grouped batch does, in seconds).
-        return {i: mj.fit(joint, init, tuple(c[k] for c in data), random=RANDOM[meth],
-                          constraints=cons) for k, i in enumerate(ids)}
-    batch = mj.fit_batch(joint, init, data, random=RANDOM[meth], constraints=cons)
+    # REML's dense A (100 pr + 3 wide) in a batch: the fits run one after another inside the
+    # program (mlejax._kernels.one_at_a_time); as one vmap, five of them deadlocked jaxlib's
+    # batched LAPACK on two cores. This family is the regression test of that.
+    batch = mj.fit_batch(PADDED[(rf, meth)], init, data, random=RANDOM[meth], constraints=cons)
     batch = dataclasses.replace(batch, context=None)
     return {i: jax.tree_util.tree_map(lambda v, k=k: v[k], batch) for k, i in enumerate(ids)}
 
