@@ -64,7 +64,7 @@ from mlejax._results_io import open_results
 from mlejax._stream import Streamer
 from mlejax.result import FitContext, FitResult
 
-__all__ = ["Ragged", "STREAM_OPTIONS", "Stream", "open_results", "ragged"]
+__all__ = ["Ragged", "Stream", "open_results", "ragged"]
 
 # fit's restarts re-pack through mlejax._repack.fit_repacked; named here too for callers of
 # the old path (mlejax._fit calls batching.fit_repacked).
@@ -141,10 +141,6 @@ class Stream:
                 + " beside it: set " + ", ".join(clash) + " on the object (mj.Stream("
                 + ", ".join(f"{k}=..." for k in clash) + ")), not as a keyword of fit_batch.")
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(Stream)}
-
-
-#: The keywords of :func:`mlejax.fit_batch` that a :class:`Stream` groups.
-STREAM_OPTIONS = tuple(f.name for f in dataclasses.fields(Stream))
 
 
 @dataclasses.dataclass(frozen=True)
