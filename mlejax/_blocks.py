@@ -68,6 +68,26 @@ def block_size(k: int, bytes_per_item: int, budget: int, platform: str) -> int |
     return -(-k // n_blocks)
 
 
+def vmap_or_map(fn: Callable, in_axes: Any = 0, in_turn: bool = False) -> Callable:
+    """``jax.vmap(fn, in_axes)``, or with ``in_turn`` the same function computed by
+    ``lax.map``, one item at a time (``in_axes`` a tuple of 0 or None per argument, or 0 for
+    all): for computations that must not be batched (``Config.fits_in_turn``)."""
+    if not in_turn:
+        return jax.vmap(fn, in_axes=in_axes)
+
+    def each_in_turn(*args):
+        axes = (in_axes,) * len(args) if not isinstance(in_axes, tuple) else in_axes
+        mapped = [a for a, ax in zip(args, axes) if ax == 0]
+
+        def one(xs):
+            it = iter(xs)
+            return fn(*(next(it) if ax == 0 else a for a, ax in zip(args, axes)))
+
+        return jax.lax.map(one, mapped)
+
+    return each_in_turn
+
+
 def in_blocks(fn: Callable, size: int, args: tuple, batched: tuple, first: Any = 0,
               count: int | None = None) -> Any:
     """``fn(*args)`` (vmapped over the leading axis of the ``args`` marked ``batched``)

@@ -42,3 +42,16 @@ class Config:
     init_in_trace: bool = False         # ... read from the fit's trace[0] after the program
     lbfgs_memory: int = 10              # curvature pairs kept by method="lbfgs"
     random: Any = None                  # mlejax._laplace.Laplace: the marginal's random effects
+
+    @property
+    def fits_in_turn(self) -> bool:
+        """Whether many fits of this configuration (a batch, profile refits) run one after
+        another (``lax.map``) instead of as one ``vmap``: for a random-effects marginal whose
+        ``A`` is factored by LAPACK (dense, or blocks wider than the unrolled ones). Under
+        ``vmap`` those factorisations and solves become batched LAPACK calls, which jaxlib
+        (0.10.2) splits over XLA's intra-op thread pool; two of them running at once each
+        hold a pool thread while waiting for their parts, and on a two-core CPU the program
+        deadlocks (five lme4 REML fits, A 103 wide: every thread asleep in
+        ``jax::ParallelBatchMap``, found with gdb). One fit at a time makes single-matrix
+        calls, which never wait on the pool; a dense fit is LAPACK-bound, so little is lost."""
+        return self.random is not None and bool(getattr(self.random, "factored", False))

@@ -39,7 +39,7 @@ def batch_block(cfg: Config | None, data, weights, k: int | None = None,
     """Datasets per block of ``fit_batch``'s program (for ``k`` of the datasets, default
     all; ``restarts`` per dataset, default ``cfg``'s), or None for one block."""
     k = int(np.shape(jax.tree_util.tree_leaves(data)[0])[0]) if k is None else k
-    if cfg is not None and one_at_a_time(cfg):
+    if cfg is not None and cfg.fits_in_turn:
         return None
     restarts = cfg.restarts if cfg is not None else restarts
     return _blocks.block_size(k, _blocks.nbytes((data, weights)) * (restarts or 1),
@@ -137,8 +137,8 @@ def _kernel_cached(cfg: Config, block: int | None, share: int | None,
                 pass
         return jax.jit(one_dataset)
     axes = batch_axes(cfg)
-    if one_at_a_time(cfg):
-        return jax.jit(functools.partial(_each_in_turn, one_dataset, axes))
+    if cfg.fits_in_turn:
+        return jax.jit(_blocks.vmap_or_map(one_dataset, axes, in_turn=True))
     many = jax.vmap(one_dataset, in_axes=axes)
     if block is None:
         return jax.jit(many)
@@ -154,32 +154,6 @@ def _kernel_cached(cfg: Config, block: int | None, share: int | None,
         return jax.jit(lambda *args: _blocks.in_blocks(many, block, args, batched))
     return jax.jit(lambda first, *args: _blocks.in_blocks(many, block, args, batched,
                                                           first, share))
-
-
-def one_at_a_time(cfg: Config) -> bool:
-    """Whether ``fit_batch`` fits its datasets one after another (``lax.map``) instead of as
-    one ``vmap``: for a random-effects marginal whose ``A`` is factored by LAPACK (dense, or
-    blocks wider than the unrolled ones). Under ``vmap`` those factorisations and solves
-    become batched LAPACK calls, which jaxlib (0.10.2) splits over XLA's intra-op thread
-    pool; two of them running at once each hold a pool thread while waiting for their
-    parts, and on a two-core CPU the program deadlocks (five lme4 REML fits, A 103 wide:
-    every thread asleep in ``jax::ParallelBatchMap``, found with gdb). One dataset at a time
-    makes single-matrix calls, which never wait on the pool; a dense fit is LAPACK-bound
-    anyway, so little is lost."""
-    spec = cfg.random
-    return spec is not None and bool(getattr(spec, "factored", False))
-
-
-def _each_in_turn(one_dataset, axes, *args):
-    """``vmap(one_dataset, in_axes=axes)(*args)`` computed by ``lax.map``, one dataset at a
-    time (:func:`one_at_a_time`)."""
-    mapped = [a for a, ax in zip(args, axes) if ax == 0]
-
-    def one(xs):
-        it = iter(xs)
-        return one_dataset(*(next(it) if ax == 0 else a for a, ax in zip(args, axes)))
-
-    return jax.lax.map(one, mapped)
 
 
 # In blocks, every fit of a batch stops after this many steps; the fits still running are

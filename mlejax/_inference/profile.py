@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mlejax import _blocks
 from mlejax._engine import solve_one
 from mlejax._inference.common import (check_level, check_result, estimate_u, lead_shape,
                                       refit_config, refit_ok, z_quantile)
@@ -292,12 +293,14 @@ def _endpoint_kernel(cfg, method, max_steps, max_iter: int, batched: bool):
             x_end = problem.natural_flat(u_hat.at[j].set(u_end))[j_nat]
             return x_end, out.code, out.it
 
-        return jax.vmap(lane)(js_u, js_nat, sides, bounded, active)
+        return _blocks.vmap_or_map(lane, in_turn=cfg.fits_in_turn)(
+            js_u, js_nat, sides, bounded, active)
 
     if not batched:
         return jax.jit(one_fit)
     w_ax = 0 if cfg.has_weights else None
-    return jax.jit(jax.vmap(one_fit, in_axes=(0, 0, 0, 0, w_ax) + (None,) * 6))
+    return jax.jit(_blocks.vmap_or_map(one_fit, (0, 0, 0, 0, w_ax) + (None,) * 6,
+                                       in_turn=cfg.fits_in_turn))
 
 
 def profile_ci(res: FitResult, level: float, which: Any, method: str | None,
@@ -408,12 +411,13 @@ def _curve_kernel(cfg, method, max_steps, batched: bool):
             ll, _, v, status = refit(j, uj, v_hat + slope * (uj - u_hat[j]))
             return ll, status, problem.to_natural(_insert(v, j, uj))
 
-        return jax.vmap(point)(grid_u)
+        return _blocks.vmap_or_map(point, in_turn=cfg.fits_in_turn)(grid_u)
 
     if not batched:
         return jax.jit(one_fit)
     w_ax = 0 if cfg.has_weights else None
-    return jax.jit(jax.vmap(one_fit, in_axes=(0, 0, w_ax, None, None)))
+    return jax.jit(_blocks.vmap_or_map(one_fit, (0, 0, w_ax, None, None),
+                                       in_turn=cfg.fits_in_turn))
 
 
 def profile(res: FitResult, name: str, grid: Any, *, refit_method: str | None = None,
