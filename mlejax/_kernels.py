@@ -49,7 +49,7 @@ def batch_block(cfg: Config | None, data, weights, k: int | None = None,
 def restart_block(cfg: Config, data, weights, r: int | None = None) -> int | None:
     """Starts per block of ``fit(restarts=R)``'s program (for ``r`` of the starts, default
     all), or None for one block: every start works over all of the data."""
-    if cfg.restarts is None:
+    if cfg.restarts is None or cfg.fits_in_turn:
         return None
     return _blocks.block_size(cfg.restarts if r is None else r,
                               _blocks.nbytes((data, weights), per_item=False),
@@ -122,7 +122,8 @@ def _kernel_cached(cfg: Config, block: int | None, share: int | None,
         if cfg.restarts is None:
             return solve_one(cfg, start, data, weights, key)
         u0s, keys = starts(cfg, start, key)
-        each = jax.vmap(lambda u0, k: solve_one(cfg, u0, data, weights, k))
+        each = _blocks.vmap_or_map(lambda u0, k: solve_one(cfg, u0, data, weights, k),
+                                   in_turn=cfg.fits_in_turn)
         if cfg.batched or block is None:
             all_starts = each(u0s, keys)
         else:   # one fit's restarts in blocks of starts
