@@ -206,7 +206,7 @@ def to_result(cfg: Config, setup: Setup, out: LoopResult, data=None) -> FitResul
         # all nine running as long as the slowest in one vmap.
         escaping = not_attained(fn, u_hat, hess, state.g,
                                 batched_fn=not isinstance(fn, ChunkedSum),
-                                sequential=cfg.random is not None and cfg.random.factored)
+                                sequential=cfg.fits_in_turn)
         status = jnp.where(escaping & ((status == Status.CONVERGED)
                                        | (status == Status.SINGULAR_HESSIAN)),
                            jnp.int32(Status.NOT_ATTAINED), status)
