@@ -42,6 +42,7 @@ class Config:
     init_in_trace: bool = False         # ... read from the fit's trace[0] after the program
     lbfgs_memory: int = 10              # curvature pairs kept by method="lbfgs"
     random: Any = None                  # mlejax._laplace.Laplace: the marginal's random effects
+    platform: str = "cpu"               # where the data computes (_blocks.platform_of)
 
     @property
     def fits_in_turn(self) -> bool:
@@ -53,5 +54,8 @@ class Config:
         hold a pool thread while waiting for their parts, and on a two-core CPU the program
         deadlocks (five lme4 REML fits, A 103 wide: every thread asleep in
         ``jax::ParallelBatchMap``, found with gdb). One fit at a time makes single-matrix
-        calls, which never wait on the pool; a dense fit is LAPACK-bound, so little is lost."""
-        return self.random is not None and bool(getattr(self.random, "factored", False))
+        calls, which never wait on the pool; a dense fit is LAPACK-bound, so little is lost.
+        CPU only: a GPU's batched solvers (cuSOLVER) have no such pool, and there the batch
+        stays one ``vmap``."""
+        return (self.random is not None and bool(getattr(self.random, "factored", False))
+                and self.platform == "cpu")

@@ -134,7 +134,8 @@ def configure(loglik_fn, init, data, *, constraints, weights, method, optimizer,
         restart_scale=float(restart_scale), batched=batched, init_batched=init_batched,
         penalty=penalty, anneal=anneal, canonical=canonical,
         obs_chunk=None if obs_chunk is None else int(obs_chunk), obs_devices=obs_devices,
-        checked_start=checked_start, init_in_trace=init_in_trace, random=random)
+        checked_start=checked_start, init_in_trace=init_in_trace, random=random,
+        platform=_blocks.platform_of(data))
 
     start = to_u(problem, init_batched, leaves)
     if key is None and not batched and restarts is None and batch_size is None \

@@ -39,6 +39,8 @@ fitted once in a module-scoped fixture, and the two random-intercept families sh
 joint and one compiled program (the family is in the data).
 """
 
+import dataclasses
+
 import jax
 
 jax.config.update("jax_enable_x64", True)
@@ -552,9 +554,11 @@ def test_dense_equals_grouped_at_sixty_groups():
 
 
 def test_dense_fit_batch_equals_loop_of_fits():
-    """The factored dense marginal (A wider than the unrolled blocks) under fit_batch's vmap:
-    two datasets of 12 groups in one program equal two single fits (estimates, standard
-    errors, modes) to 1e-10."""
+    """The factored dense marginal (A wider than the unrolled blocks) in fit_batch: two
+    datasets of 12 groups in one program equal two single fits (estimates, standard errors,
+    modes) to 1e-10. On CPU the program runs the two fits one after the other
+    (Config.fits_in_turn: jaxlib's batched LAPACK can deadlock); on an accelerator the
+    configuration keeps them one vmap."""
     datasets = []
     for seed in (12, 13):
         rng = np.random.default_rng(seed)
@@ -567,6 +571,9 @@ def test_dense_fit_batch_equals_loop_of_fits():
                                                  zip(*datasets)),
                          random=["u"], constraints=POS)
     assert np.all(np.asarray(batch.status) == 0), batch.status
+    cfg = batch.context.config
+    assert cfg.platform == "cpu" and cfg.fits_in_turn
+    assert not dataclasses.replace(cfg, platform="gpu").fits_in_turn
     for k, d in enumerate(datasets):
         one = _converged(mj.fit(glmm_joint, init, tuple(map(jnp.asarray, d)), random=["u"],
                                 constraints=POS))
