@@ -38,7 +38,9 @@ _MESSAGES = {
     Status.CONVERGED: "converged: the stopping test was met (gradient zero to the tolerance, "
                       "or for EM no further increase of the log-likelihood)",
     Status.MAX_STEPS: "not converged: max_steps reached before the stopping tests were met; "
-                      "raise max_steps, try another method or better starting values",
+                      "raise max_steps, try another method or better starting values (a "
+                      "nonlinear regression with Gaussian errors: mj.models.Nonlinear, which "
+                      "starts with Levenberg-Marquardt)",
     Status.NONFINITE: "not converged: the log-likelihood or its gradient became non-finite "
                       "(NaN or inf); check the data, the starting values and the constraints",
     Status.LINESEARCH_FAILED: "not converged: no step along the search direction increased the "

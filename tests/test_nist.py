@@ -118,3 +118,19 @@ def test_nist_newton(name, start):
     np.testing.assert_allclose(sigma**2, rss_hat / prob.n, rtol=rtol, err_msg=detail)
     if name != "Lanczos1":  # certified RSS ~1.4e-25 is below double-precision rounding
         np.testing.assert_allclose(rss_hat, prob.cert_rss, rtol=1e-6, err_msg=detail)
+
+
+def test_a_fit_stopped_at_the_default_limit_says_so():
+    """At the default max_steps (500) newton does not finish MGH10 from its far start (issue
+    20 item 2: it needs ~2,400 steps): the fit reports MAX_STEPS, not convergence, its
+    standard errors are not offered as converged ones, and the message names the remedies,
+    Levenberg-Marquardt among them (mj.models.Nonlinear, which solves it:
+    test_models.py::test_nonlinear_reproduces_nist)."""
+    prob = nist.load("MGH10")
+    res = mj.fit(_loglik("MGH10"), _init(prob, prob.start1),
+                 {"x": jnp.asarray(prob.x), "y": jnp.asarray(prob.y)},
+                 constraints={"sigma": mj.positive}, method="newton", warn=False)
+    assert int(res.status) == int(mj.Status.MAX_STEPS) and not bool(res.converged)
+    assert int(res.n_steps) == 500
+    assert "max_steps" in res.message and "mj.models.Nonlinear" in res.message
+    assert "not converged" in res.summary()
