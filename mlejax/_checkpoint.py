@@ -56,7 +56,9 @@ class Checkpoint:
         name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
         settings = {}
         for f in dataclasses.fields(cfg):
-            if f.name == "loglik_fn":
+            # The platform is where the fits run, not what they fit: a run begun on CPU may
+            # resume on a GPU (and checkpoints written before it was recorded still resume).
+            if f.name in ("loglik_fn", "platform"):
                 continue
             value = getattr(cfg, f.name)
             if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -67,6 +67,8 @@ def test_checkpoint_of_the_same_problem_resumes_without_refitting(xs, tmp_path, 
     # datasets_per_chunk is recorded under its old name, so checkpoints written before the
     # rename (chunk_size=) still resume.
     assert meta["chunk_size"] == 4 and "datasets_per_chunk" not in meta
+    # Where the fits run is not part of the problem: a run may resume on another platform.
+    assert "platform" not in meta["settings"] and "random" in meta["settings"]
     assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]   # written atomically
 
     def refit(*args, **kwargs):
