@@ -122,9 +122,9 @@ def test_nist_newton(name, start):
 
 def test_a_fit_stopped_at_the_default_limit_says_so():
     """At the default max_steps (500) newton does not finish MGH10 from its far start (issue
-    20 item 2: it needs ~2,400 steps): the fit reports MAX_STEPS, not convergence, its
-    standard errors are not offered as converged ones, and the message names the remedies,
-    Levenberg-Marquardt among them (mj.models.Nonlinear, which solves it:
+    20 item 2: it needs ~2,400 steps): the fit reports MAX_STEPS, not convergence, in its
+    status and its summary, and the message names the remedies, Levenberg-Marquardt among
+    them (mj.models.Nonlinear, which solves it:
     test_models.py::test_nonlinear_reproduces_nist)."""
     prob = nist.load("MGH10")
     res = mj.fit(_loglik("MGH10"), _init(prob, prob.start1),

@@ -171,7 +171,7 @@ def family(meth, rf, pr):
         init["sd"] = jnp.ones(pr)
         cons = {"sigma": mj.positive, "sd": mj.positive}
     # REML's dense A (100 pr + 3 wide) in a batch: the fits run one after another inside the
-    # program (mlejax._kernels.one_at_a_time); as one vmap, five of them deadlocked jaxlib's
+    # program (Config.fits_in_turn, on CPU); as one vmap, five of them deadlocked jaxlib's
     # batched LAPACK on two cores. This family is the regression test of that.
     batch = mj.fit_batch(PADDED[(rf, meth)], init, data, random=RANDOM[meth], constraints=cons)
     batch = dataclasses.replace(batch, context=None)
